@@ -1,0 +1,10 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261123000000_foundation } from './Migration20261123000000_foundation.js';
+
+/**
+ * Every migration, oldest first. Listed explicitly so the compiled service, the tests (which
+ * run the TypeScript) and `npm run migrate` all apply the same set without file globbing.
+ */
+export const MIGRATIONS: MigrationObject[] = [
+  { name: 'Migration20261123000000_foundation', class: Migration20261123000000_foundation },
+];
