@@ -4,6 +4,8 @@ import { Migration } from '@mikro-orm/migrations';
  * Tenancy, machine users and their tokens, backends, signing secrets.
  * Every table but `tenants` (whose id is the tenant) carries tenant_id, the future
  * distribution key; list indexes lead with it so a tenant's page is one index range.
+ * Foreign keys are checked at commit: entities refer to each other by id columns (modules do
+ * not share entity classes), so the unit of work cannot order inserts by relation.
  */
 export class Migration20261123000000_foundation extends Migration {
   override up(): void {
@@ -17,7 +19,7 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table projects (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
         name text not null,
         slug text not null,
         created_at timestamptz not null,
@@ -27,8 +29,8 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table applications (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
-        project_id uuid not null references projects (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
+        project_id uuid not null references projects (id) on delete cascade deferrable initially deferred,
         name text not null,
         slug text not null,
         created_at timestamptz not null,
@@ -38,7 +40,7 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table machine_users (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
         name text not null,
         username text not null,
         enabled boolean not null,
@@ -51,8 +53,8 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table machine_user_tokens (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
-        machine_user_id uuid not null references machine_users (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
+        machine_user_id uuid not null references machine_users (id) on delete cascade deferrable initially deferred,
         token_hash bytea not null unique,
         prefix text not null,
         created_at timestamptz not null,
@@ -63,8 +65,8 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table backends (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
-        machine_user_id uuid not null references machine_users (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
+        machine_user_id uuid not null references machine_users (id) on delete cascade deferrable initially deferred,
         name text not null,
         callback_url text not null,
         description text,
@@ -79,7 +81,7 @@ export class Migration20261123000000_foundation extends Migration {
 
       create table signing_secrets (
         id uuid primary key,
-        tenant_id uuid not null references tenants (id) on delete cascade,
+        tenant_id uuid not null references tenants (id) on delete cascade deferrable initially deferred,
         owner_type text not null check (owner_type in ('backend', 'application')),
         owner_id uuid not null,
         ciphertext text not null,

@@ -1,12 +1,16 @@
 import { Global, Module } from '@nestjs/common';
 import { PassportModule } from '@nestjs/passport';
+import { TenancyModule } from '../tenancy/tenancy.module.js';
 import { BearerStrategy } from './bearer.strategy.js';
+import { MachineUsersController } from './machine-users.controller.js';
+import { MachineUsersService } from './machine-users.service.js';
 import { TokenVerifier } from './token-verifier.js';
 
 @Global()
 @Module({
-  imports: [PassportModule],
-  providers: [TokenVerifier, BearerStrategy],
-  exports: [TokenVerifier],
+  imports: [PassportModule, TenancyModule],
+  controllers: [MachineUsersController],
+  providers: [TokenVerifier, BearerStrategy, MachineUsersService],
+  exports: [TokenVerifier, MachineUsersService],
 })
 export class AuthModule {}

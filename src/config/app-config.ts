@@ -208,7 +208,12 @@ function secretsKey(read: (n: string) => string | undefined, config: AppConfig):
 }
 
 function loadOrCreateKeyFile(path: string): Buffer {
-  if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  if (existsSync(path)) {
+    // A truncated or hand-edited file must stop the start here, not fail every decryption later.
+    const key = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+    if (key.length !== 32) throw new ConfigError('SECRETS_KEY', `file ${path} does not hold 32 bytes in base64`);
+    return key;
+  }
   mkdirSync(resolve(path, '..'), { recursive: true });
   const key = randomBytes(32);
   writeFileSync(path, key.toString('base64') + '\n', { mode: 0o600 });
