@@ -5,21 +5,29 @@ import type { FastifyRequest } from 'fastify';
 import { DomainException } from '../common/errors.js';
 import { AppConfig } from '../config/app-config.js';
 import { ACCESS_KEY, type Access, REQUEST_PRINCIPAL } from './auth.decorators.js';
+import { BEARER_STRATEGY, type BearerCredentials } from './bearer.strategy.js';
 import type { Principal } from './principal.js';
+import { TokenVerifier } from './token-verifier.js';
 
 const CREDENTIALS = Symbol('credentials');
 
+type GuardedRequest = FastifyRequest & { [CREDENTIALS]?: BearerCredentials & Record<string, unknown> } & Record<
+    string,
+    unknown
+  >;
+
 /**
  * The global guard. Every route states its access with @Public, @AdminOnly or @MachineUser;
- * a route that states nothing still needs a machine user. Authentication goes through
- * passport-http-bearer, given only the Authorization header: the strategy would also accept
- * `access_token` in the query, and tokens in URLs end up in logs.
+ * a route that states nothing still needs a machine user. Passport sees only the
+ * Authorization header: passport-http-bearer would also take `access_token` from the query or
+ * body, and tokens in URLs end up in logs.
  */
 @Injectable()
-export class AuthGuard extends PassportAuthGuard('bearer') {
+export class AuthGuard extends PassportAuthGuard(BEARER_STRATEGY) {
   constructor(
     private readonly reflector: Reflector,
     private readonly config: AppConfig,
+    private readonly tokens: TokenVerifier,
   ) {
     super();
   }
@@ -33,8 +41,8 @@ export class AuthGuard extends PassportAuthGuard('bearer') {
     if (access.type === 'admin' && this.config.adminToken === null) throw DomainException.notFound('Route');
 
     await super.canActivate(context);
-    const request = context.switchToHttp().getRequest<Record<string | symbol, unknown>>();
-    const principal = (request[CREDENTIALS] as Record<string, unknown>)[REQUEST_PRINCIPAL] as Principal;
+    const request = context.switchToHttp().getRequest<GuardedRequest>();
+    const principal = request[CREDENTIALS]![REQUEST_PRINCIPAL] as Principal;
     request[REQUEST_PRINCIPAL] = principal;
 
     if (access.type === 'admin') {
@@ -50,6 +58,12 @@ export class AuthGuard extends PassportAuthGuard('bearer') {
     return true;
   }
 
+  override getRequest(context: ExecutionContext): BearerCredentials {
+    const request = context.switchToHttp().getRequest<GuardedRequest>();
+    request[CREDENTIALS] ??= { headers: { authorization: request.headers.authorization }, verifier: this.tokens };
+    return request[CREDENTIALS];
+  }
+
   override getAuthenticateOptions() {
     return { session: false, property: REQUEST_PRINCIPAL };
   }
@@ -58,12 +72,5 @@ export class AuthGuard extends PassportAuthGuard('bearer') {
     if (error) throw error;
     if (!principal) throw new DomainException('UNAUTHENTICATED', 'Missing, invalid or revoked bearer token');
     return principal;
-  }
-
-  /** Passport sees a request holding nothing but the Authorization header. */
-  override getRequest(context: ExecutionContext): Record<string, unknown> {
-    const request = context.switchToHttp().getRequest<FastifyRequest & Record<symbol, Record<string, unknown>>>();
-    request[CREDENTIALS] ??= { headers: { authorization: request.headers.authorization } };
-    return request[CREDENTIALS];
   }
 }

@@ -2,6 +2,8 @@ import { Global, Module } from '@nestjs/common';
 import { PassportModule } from '@nestjs/passport';
 import { TenancyModule } from '../tenancy/tenancy.module.js';
 import { BearerStrategy } from './bearer.strategy.js';
+import { AdminGraphqlController } from './graphql/admin-graphql.controller.js';
+import { AdminGraphqlService } from './graphql/admin-graphql.service.js';
 import { MachineUsersController } from './machine-users.controller.js';
 import { MachineUsersService } from './machine-users.service.js';
 import { TokenVerifier } from './token-verifier.js';
@@ -9,8 +11,8 @@ import { TokenVerifier } from './token-verifier.js';
 @Global()
 @Module({
   imports: [PassportModule, TenancyModule],
-  controllers: [MachineUsersController],
-  providers: [TokenVerifier, BearerStrategy, MachineUsersService],
+  controllers: [MachineUsersController, AdminGraphqlController],
+  providers: [TokenVerifier, BearerStrategy, MachineUsersService, AdminGraphqlService],
   exports: [TokenVerifier, MachineUsersService],
 })
 export class AuthModule {}

@@ -25,6 +25,8 @@ export class TokenVerifier {
   private readonly logger = new Logger(TokenVerifier.name);
   private readonly cache = new Map<string, CachedToken>();
   private readonly adminTokenHash: Buffer | null;
+  /** Bumped by every eviction, so a load that was already running cannot re-cache what was just revoked. */
+  private evictions = 0;
 
   constructor(
     private readonly em: EntityManager,
@@ -45,11 +47,15 @@ export class TokenVerifier {
     const now = Date.now();
     let entry = this.cache.get(key);
     if (!entry || entry.expiresAt <= now) {
+      // Carried over from the expired entry: the TTL is shorter than the lastUsedAt interval,
+      // and a reload must not reset the once-a-minute write.
+      const lastUsedWrittenAt = entry?.lastUsedWrittenAt ?? 0;
       this.cache.delete(key);
+      const evictionsBefore = this.evictions;
       const principal = await this.load(hash);
       if (!principal) return null;
-      entry = { principal, expiresAt: now + this.config.tokenCacheTtlMs, lastUsedWrittenAt: 0 };
-      if (this.config.tokenCacheTtlMs > 0) this.remember(key, entry);
+      entry = { principal, expiresAt: now + this.config.tokenCacheTtlMs, lastUsedWrittenAt };
+      if (this.config.tokenCacheTtlMs > 0 && evictionsBefore === this.evictions) this.remember(key, entry);
     }
     if (now - entry.lastUsedWrittenAt >= LAST_USED_WRITE_INTERVAL_MS) {
       entry.lastUsedWrittenAt = now;
@@ -59,10 +65,12 @@ export class TokenVerifier {
   }
 
   forgetToken(tokenId: string): void {
+    this.evictions++;
     for (const [key, entry] of this.cache) if (entry.principal.tokenId === tokenId) this.cache.delete(key);
   }
 
   forgetMachineUser(machineUserId: string): void {
+    this.evictions++;
     for (const [key, entry] of this.cache) if (entry.principal.machineUserId === machineUserId) this.cache.delete(key);
   }
 
