@@ -1,5 +1,6 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261123000000_foundation } from './Migration20261123000000_foundation.js';
+import { Migration20261123010000_deliveries } from './Migration20261123010000_deliveries.js';
 
 /**
  * Every migration, oldest first. Listed explicitly so the compiled service, the tests (which
@@ -7,4 +8,5 @@ import { Migration20261123000000_foundation } from './Migration20261123000000_fo
  */
 export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261123000000_foundation', class: Migration20261123000000_foundation },
+  { name: 'Migration20261123010000_deliveries', class: Migration20261123010000_deliveries },
 ];

@@ -1,5 +1,6 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
 import { LoggerModule } from 'nestjs-pino';
 import { AuthGuard } from './auth/auth.guard.js';
@@ -9,6 +10,7 @@ import { RequestValidationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { DeliveryModule } from './delivery/delivery.module.js';
 import { HealthController } from './observability/health.controller.js';
 import { loggingParams } from './observability/logging.js';
 import { MetricsController } from './observability/metrics.controller.js';
@@ -25,11 +27,13 @@ export class AppModule {
         AppConfigModule.forRoot(config),
         LoggerModule.forRoot(loggingParams(config)),
         ObservabilityModule,
+        ScheduleModule.forRoot(),
         DatabaseModule,
         TerminusModule,
         AuthModule,
         TenancyModule,
         RegistryModule,
+        DeliveryModule,
       ],
       controllers: [HealthController, MetricsController],
       providers: [

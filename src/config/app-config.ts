@@ -35,6 +35,15 @@ export class AppConfig {
   deliveryTimeoutMs!: number;
   /** Delay before each attempt in milliseconds; its length is the attempt count. */
   deliveryRetryScheduleMs!: number[];
+  /** How long a claimed delivery stays ours before another replica may take it. */
+  deliveryLeaseMs!: number;
+  /** Deliveries one replica sends at once, and at most per target (fair share). */
+  deliveryConcurrency!: number;
+  deliveryPerTargetConcurrency!: number;
+  /** Poll interval of the delivery worker; LISTEN/NOTIFY wakes it sooner on a real server. */
+  deliveryPollMs!: number;
+  /** How long shutdown waits for in-flight attempts before releasing them to other replicas. */
+  shutdownGraceMs!: number;
   signatureHeader!: string;
   migrateOnStart!: boolean;
   retentionDays!: number;
@@ -71,6 +80,20 @@ export function parseConfig(env: Env): AppConfig {
   config.callbackAllowedHosts = allowedHosts(read);
   config.deliveryTimeoutMs = integer(read, 'DELIVERY_TIMEOUT_MS', 10_000, 100, 300_000);
   config.deliveryRetryScheduleMs = retrySchedule(read('DELIVERY_RETRY_SCHEDULE') ?? DEFAULT_RETRY_SCHEDULE);
+  config.deliveryLeaseMs = integer(read, 'DELIVERY_LEASE_MS', config.deliveryTimeoutMs + 15_000, 1_000, 3_600_000);
+  if (config.deliveryLeaseMs <= config.deliveryTimeoutMs) {
+    throw new ConfigError('DELIVERY_LEASE_MS', `must be longer than DELIVERY_TIMEOUT_MS (${config.deliveryTimeoutMs})`);
+  }
+  config.deliveryConcurrency = integer(read, 'DELIVERY_CONCURRENCY', 64, 1, 10_000);
+  config.deliveryPerTargetConcurrency = integer(
+    read,
+    'DELIVERY_PER_TARGET_CONCURRENCY',
+    Math.max(1, Math.ceil(config.deliveryConcurrency / 4)),
+    1,
+    10_000,
+  );
+  config.deliveryPollMs = integer(read, 'DELIVERY_POLL_MS', 1_000, 10, 60_000);
+  config.shutdownGraceMs = integer(read, 'SHUTDOWN_GRACE_MS', 5_000, 0, 120_000);
   config.signatureHeader = signatureHeader(read);
   config.migrateOnStart = boolean(read, 'MIGRATE_ON_START', true);
   config.retentionDays = integer(read, 'RETENTION_DAYS', 30, 1, 36_500);

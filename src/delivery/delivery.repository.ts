@@ -1,0 +1,303 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { EntityManager } from '@mikro-orm/postgresql';
+import type { DeliveryStatus, OriginType } from './delivery.types.js';
+
+export const DELIVERY_CHANNEL = 'switchyard_deliveries';
+
+export interface DeliveryRow {
+  id: string;
+  tenant_id: string;
+  webhook_id: string;
+  backend_id: string | null;
+  application_id: string | null;
+  url: string;
+  /** False: follow the backend's current callback URL. */
+  explicit_url: boolean;
+  method: string;
+  headers: Record<string, string>;
+  body: string;
+  status: DeliveryStatus;
+  attempts: number;
+  budget_start: number;
+  next_attempt_at: Date | null;
+  leased_by: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  response_excerpt: string | null;
+  origin_type: OriginType;
+  origin_id: string;
+  created_at: Date;
+  finished_at: Date | null;
+}
+
+export interface NewDeliveryRow {
+  id: string;
+  tenantId: string;
+  webhookId: string;
+  backendId: string | null;
+  applicationId: string | null;
+  url: string;
+  explicitUrl: boolean;
+  method: string;
+  headers: Record<string, string>;
+  body: string;
+  status: 'PENDING' | 'PARKED';
+  nextAttemptAt: Date | null;
+  originType: OriginType;
+  originId: string;
+}
+
+export interface AttemptRecord {
+  deliveryId: string;
+  tenantId: string;
+  attempt: number;
+  statusCode: number | null;
+  durationMs: number;
+  responseExcerpt: string | null;
+  error: string | null;
+}
+
+export interface AttemptResult {
+  statusCode: number | null;
+  error: string | null;
+  responseExcerpt: string | null;
+}
+
+export interface ClaimOptions {
+  capacity: number;
+  /** At most this many deliveries of one target per claim, so one backend cannot fill a batch. */
+  perTarget: number;
+  /** Targets already at their in-flight cap on this replica. */
+  busyTargets: string[];
+  leaseMs: number;
+}
+
+/**
+ * Every statement of the delivery engine that matters. Claims take due rows with
+ * FOR UPDATE SKIP LOCKED, so replicas never block on or double-claim each other's rows, and
+ * stamp a fresh lease token: only the holder of the current token may record the outcome.
+ */
+@Injectable()
+export class DeliveryRepository {
+  async insert(em: EntityManager, row: NewDeliveryRow): Promise<void> {
+    await em.execute(
+      `insert into deliveries (id, tenant_id, webhook_id, backend_id, application_id, url, explicit_url, method, headers,
+                               body,
+                               status, next_attempt_at, origin_type, origin_id, created_at, updated_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?, now(), now())`,
+      [
+        row.id,
+        row.tenantId,
+        row.webhookId,
+        row.backendId,
+        row.applicationId,
+        row.url,
+        row.explicitUrl,
+        row.method,
+        JSON.stringify(row.headers),
+        row.body,
+        row.status,
+        row.nextAttemptAt,
+        row.originType,
+        row.originId,
+      ],
+    );
+  }
+
+  /** Wakes idle workers on every replica once the enqueuing transaction commits. */
+  async notify(em: EntityManager): Promise<void> {
+    await em.execute(`select pg_notify('${DELIVERY_CHANNEL}', '')`);
+  }
+
+  async claimDue(em: EntityManager, options: ClaimOptions): Promise<{ leaseToken: string; rows: DeliveryRow[] }> {
+    const leaseToken = randomUUID();
+    const rows = await em.execute<DeliveryRow[]>(
+      `with candidates as (
+         select id, coalesce(backend_id, application_id) as target, next_attempt_at
+           from deliveries
+          where status = 'PENDING' and next_attempt_at <= now()
+          order by next_attempt_at
+          limit ?
+          for update skip locked
+       ), chosen as (
+         select id from (
+           select id, next_attempt_at,
+                  row_number() over (partition by target order by next_attempt_at) as place
+             from candidates
+            where not (target = any(?::uuid[]))
+         ) ranked
+          where place <= ?
+          order by next_attempt_at
+          limit ?
+       )
+       update deliveries d
+          set status = 'SENDING', attempts = d.attempts + 1, leased_until = now() + make_interval(secs => ?),
+              leased_by = ?, updated_at = now()
+         from chosen
+        where d.id = chosen.id
+       returning d.*`,
+      [
+        options.capacity * 4,
+        uuidArray(options.busyTargets),
+        options.perTarget,
+        options.capacity,
+        options.leaseMs / 1000,
+        leaseToken,
+      ],
+    );
+    return { leaseToken, rows };
+  }
+
+  /**
+   * Hands deliveries whose replica died back to the queue. The attempt already counted when it
+   * was claimed; whether it reached the receiver is unknown, which is why receivers dedupe.
+   */
+  async reclaimExpiredLeases(em: EntityManager, limit = 500): Promise<DeliveryRow[]> {
+    return em.execute<DeliveryRow[]>(
+      `with expired as (
+         select id from deliveries
+          where status = 'SENDING' and leased_until < now()
+          limit ?
+          for update skip locked
+       )
+       update deliveries d
+          set status = 'PENDING', next_attempt_at = now(), leased_until = null, leased_by = null, updated_at = now()
+         from expired
+        where d.id = expired.id
+       returning d.*`,
+      [limit],
+    );
+  }
+
+  /** Gives a leased delivery back for any replica to take at once (this one is shutting down). */
+  async release(em: EntityManager, id: string, result: AttemptResult): Promise<void> {
+    await this.retryLater(em, id, 0, result);
+  }
+
+  /** Locks the delivery if this lease still holds it; null when the lease was lost meanwhile. */
+  async lockLeased(em: EntityManager, id: string, leaseToken: string): Promise<DeliveryRow | null> {
+    const rows = await em.execute<DeliveryRow[]>(
+      `select * from deliveries where id = ? and status = 'SENDING' and leased_by = ? for update`,
+      [id, leaseToken],
+    );
+    return rows[0] ?? null;
+  }
+
+  async recordAttempt(em: EntityManager, attempt: AttemptRecord): Promise<void> {
+    await em.execute(
+      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, at, status_code, duration_ms,
+                                      response_excerpt, error)
+       values (?, ?, ?, ?, now(), ?, ?, ?, ?)`,
+      [
+        randomUUID(),
+        attempt.tenantId,
+        attempt.deliveryId,
+        attempt.attempt,
+        attempt.statusCode,
+        attempt.durationMs,
+        attempt.responseExcerpt,
+        attempt.error,
+      ],
+    );
+  }
+
+  async finish(
+    em: EntityManager,
+    id: string,
+    status: 'SUCCEEDED' | 'DEAD' | 'PARKED',
+    result: AttemptResult,
+  ): Promise<void> {
+    await em.execute(
+      `update deliveries
+          set status = ?, next_attempt_at = null, leased_until = null, leased_by = null,
+              last_status_code = ?, last_error = ?, response_excerpt = ?, updated_at = now(),
+              finished_at = case when ? = 'PARKED' then null else now() end
+        where id = ?`,
+      [status, result.statusCode, result.error, result.responseExcerpt, status, id],
+    );
+  }
+
+  async retryLater(
+    em: EntityManager,
+    id: string,
+    delayMs: number,
+    result: AttemptResult,
+  ): Promise<void> {
+    await em.execute(
+      `update deliveries
+          set status = 'PENDING', next_attempt_at = now() + make_interval(secs => ?), leased_until = null,
+              leased_by = null, last_status_code = ?, last_error = ?, response_excerpt = ?, updated_at = now()
+        where id = ?`,
+      [delayMs / 1000, result.statusCode, result.error, result.responseExcerpt, id],
+    );
+  }
+
+  /** Parks every delivery of a backend still waiting for an attempt (its receiver answered 410). */
+  async parkPendingOfBackend(em: EntityManager, backendId: string): Promise<DeliveryRow[]> {
+    return em.execute<DeliveryRow[]>(
+      `update deliveries
+          set status = 'PARKED', next_attempt_at = null, updated_at = now()
+        where backend_id = ? and status = 'PENDING'
+       returning *`,
+      [backendId],
+    );
+  }
+
+  /** Re-queues a re-enabled backend's parked deliveries. */
+  async unparkBackend(em: EntityManager, backendId: string): Promise<number> {
+    const rows = await em.execute<{ id: string }[]>(
+      `update deliveries
+          set status = 'PENDING', next_attempt_at = now(), budget_start = attempts, updated_at = now()
+        where backend_id = ? and status = 'PARKED'
+       returning id`,
+      [backendId],
+    );
+    return rows.length;
+  }
+
+  /** Puts finished deliveries back in the queue with a fresh attempt budget and the same webhook-id. */
+  async replay(em: EntityManager, ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const rows = await em.execute<{ id: string }[]>(
+      `update deliveries
+          set status = 'PENDING', next_attempt_at = now(), budget_start = attempts, finished_at = null,
+              updated_at = now()
+        where id = any(?::uuid[]) and status in ('DEAD', 'PARKED', 'SUCCEEDED')
+       returning id`,
+      [uuidArray(ids)],
+    );
+    return rows.length;
+  }
+
+  async recoverableOfBackend(em: EntityManager, backendId: string, since: Date, limit: number): Promise<string[]> {
+    const rows = await em.execute<{ id: string }[]>(
+      `select id from deliveries
+        where backend_id = ? and status in ('DEAD', 'PARKED') and created_at >= ?
+        order by created_at
+        limit ?`,
+      [backendId, since, limit],
+    );
+    return rows.map((row) => row.id);
+  }
+
+  async queueStats(em: EntityManager): Promise<{ due: number; oldestDueAgeSeconds: number }> {
+    const rows = await em.execute<{ due: string; oldest: Date | null }[]>(
+      `select count(*) as due, min(next_attempt_at) as oldest
+         from deliveries where status = 'PENDING' and next_attempt_at <= now()`,
+    );
+    const oldest = rows[0]?.oldest;
+    return {
+      due: Number(rows[0]?.due ?? 0),
+      oldestDueAgeSeconds: oldest ? Math.max(0, (Date.now() - new Date(oldest).getTime()) / 1000) : 0,
+    };
+  }
+}
+
+/**
+ * MikroORM expands a JS array parameter into a value list, so arrays travel as PostgreSQL array
+ * literals instead (safe for UUIDs, which contain no quoting characters).
+ */
+function uuidArray(ids: readonly string[]): string {
+  return `{${ids.join(',')}}`;
+}

@@ -1,0 +1,240 @@
+import {
+  type BeforeApplicationShutdown,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { EntityManager } from '@mikro-orm/postgresql';
+import { USER_AGENT } from '../common/version.js';
+import { AppConfig } from '../config/app-config.js';
+import { DatabaseConnection } from '../database/database.module.js';
+import { RegistryService } from '../registry/registry.service.js';
+import { SigningSecretsService } from '../secrets/signing-secrets.service.js';
+import { NotificationListener } from './delivery-listener.js';
+import { DeliveryMetrics } from './delivery.metrics.js';
+import { DELIVERY_CHANNEL, DeliveryRepository, type DeliveryRow } from './delivery.repository.js';
+import { DeliveryService } from './delivery.service.js';
+import { WebhookSender } from './webhook-sender.js';
+import { signWebhook } from './webhook-signer.js';
+
+interface InFlight {
+  row: DeliveryRow;
+  leaseToken: string;
+  target: string;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+interface ResolvedTarget {
+  url: string;
+  secrets: string[];
+  enabled: boolean;
+  expiresAt: number;
+}
+
+/** Signing targets are cached this long: a rotated secret or new callback URL applies within it. */
+const TARGET_CACHE_MS = 5_000;
+const STATS_INTERVAL_MS = 5_000;
+const POLL_INTERVAL_NAME = 'delivery-poll';
+
+/**
+ * Runs on every replica: claims due deliveries in batches (SKIP LOCKED, so replicas share the
+ * queue without coordination), sends them with at most DELIVERY_CONCURRENCY in flight and at
+ * most DELIVERY_PER_TARGET_CONCURRENCY per target, and records each result.
+ */
+@Injectable()
+export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(DeliveryWorker.name);
+  private readonly inFlight = new Map<string, InFlight>();
+  private readonly perTarget = new Map<string, number>();
+  private readonly targets = new Map<string, ResolvedTarget>();
+  private listener: NotificationListener | null = null;
+  private claiming = false;
+  private claimAgain = false;
+  private stopping = false;
+  private lastStatsAt = 0;
+
+  constructor(
+    private readonly em: EntityManager,
+    private readonly repository: DeliveryRepository,
+    private readonly deliveries: DeliveryService,
+    private readonly registry: RegistryService,
+    private readonly secrets: SigningSecretsService,
+    private readonly sender: WebhookSender,
+    private readonly metrics: DeliveryMetrics,
+    private readonly config: AppConfig,
+    private readonly connection: DatabaseConnection,
+    private readonly scheduler: SchedulerRegistry,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.connection.isEmbedded) {
+      this.listener = new NotificationListener(await this.connection.url(), DELIVERY_CHANNEL, () => this.wake());
+      await this.listener.start();
+    }
+    this.scheduler.addInterval(
+      POLL_INTERVAL_NAME,
+      setInterval(() => void this.poll(), this.config.deliveryPollMs),
+    );
+    this.wake();
+  }
+
+  /** Stop claiming; let in-flight attempts finish for SHUTDOWN_GRACE_MS; release the rest. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    if (this.scheduler.doesExist('interval', POLL_INTERVAL_NAME)) this.scheduler.deleteInterval(POLL_INTERVAL_NAME);
+    await this.listener?.stop();
+    const pending = [...this.inFlight.values()];
+    if (pending.length === 0) return;
+    this.logger.log(`shutting down: waiting up to ${this.config.shutdownGraceMs} ms for ${pending.length} deliveries`);
+    const settled = Promise.allSettled(pending.map((flight) => flight.done));
+    if (await finishesWithin(settled, this.config.shutdownGraceMs)) return;
+    const remaining = [...this.inFlight.values()];
+    for (const flight of remaining) flight.abort.abort();
+    await finishesWithin(Promise.allSettled(remaining.map((flight) => flight.done)), 5_000);
+    this.logger.log(`released ${remaining.length} in-flight deliveries to other replicas`);
+  }
+
+  /** Claims as much due work as there is capacity for; coalesces concurrent wake-ups. */
+  wake(): void {
+    if (this.stopping) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    void this.claimLoop();
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  private async poll(): Promise<void> {
+    if (this.stopping) return;
+    try {
+      const reclaimed = await this.repository.reclaimExpiredLeases(this.em.fork());
+      if (reclaimed.length > 0) this.logger.warn(`reclaimed ${reclaimed.length} deliveries whose lease expired`);
+      if (Date.now() - this.lastStatsAt >= STATS_INTERVAL_MS) {
+        this.lastStatsAt = Date.now();
+        const stats = await this.repository.queueStats(this.em.fork());
+        this.metrics.queueDepth.set(stats.due);
+        this.metrics.oldestDueAge.set(stats.oldestDueAgeSeconds);
+      }
+    } catch (error) {
+      this.logger.warn(`delivery poll failed: ${(error as Error).message}`);
+    }
+    this.wake();
+  }
+
+  private async claimLoop(): Promise<void> {
+    this.claiming = true;
+    try {
+      do {
+        this.claimAgain = false;
+        const capacity = this.config.deliveryConcurrency - this.inFlight.size;
+        if (capacity <= 0 || this.stopping) break;
+        const { leaseToken, rows } = await this.repository.claimDue(this.em.fork(), {
+          capacity,
+          perTarget: this.config.deliveryPerTargetConcurrency,
+          busyTargets: this.busyTargets(),
+          leaseMs: this.config.deliveryLeaseMs,
+        });
+        for (const row of rows) this.start(row, leaseToken);
+        if (rows.length === capacity) this.claimAgain = true;
+      } while (this.claimAgain && !this.stopping);
+    } catch (error) {
+      this.logger.warn(`claiming deliveries failed: ${(error as Error).message}`);
+    } finally {
+      this.claiming = false;
+    }
+  }
+
+  private busyTargets(): string[] {
+    return [...this.perTarget].filter(([, count]) => count >= this.config.deliveryPerTargetConcurrency).map(([t]) => t);
+  }
+
+  private start(row: DeliveryRow, leaseToken: string): void {
+    const target = row.backend_id ?? row.application_id!;
+    const abort = new AbortController();
+    this.perTarget.set(target, (this.perTarget.get(target) ?? 0) + 1);
+    const done = this.deliver(row, leaseToken, abort.signal)
+      .catch((error: unknown) => {
+        // The lease expires and another replica retries; nothing is lost.
+        this.logger.error(`delivery ${row.id} could not be recorded: ${(error as Error).message}`);
+      })
+      .finally(() => {
+        this.inFlight.delete(row.id);
+        const left = (this.perTarget.get(target) ?? 1) - 1;
+        if (left > 0) this.perTarget.set(target, left);
+        else this.perTarget.delete(target);
+        this.metrics.inFlight.set(this.inFlight.size);
+        this.wake();
+      });
+    this.inFlight.set(row.id, { row, leaseToken, target, abort, done });
+    this.metrics.inFlight.set(this.inFlight.size);
+  }
+
+  private async deliver(row: DeliveryRow, leaseToken: string, signal: AbortSignal): Promise<void> {
+    let target = await this.resolveTarget(row);
+    // A cached "disabled" may predate a re-enable that just re-queued this very delivery.
+    if (target && !target.enabled) target = await this.resolveTarget(row, true);
+    if (!target) return this.deliveries.abandon(row, leaseToken, 'the backend was deleted');
+    if (!target.enabled) return this.deliveries.park(row, leaseToken, 'the backend is disabled');
+    const headers: Record<string, string> = {
+      ...row.headers,
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      ...signWebhook({
+        webhookId: row.webhook_id,
+        timestampSeconds: Math.floor(Date.now() / 1000),
+        body: row.body,
+        secrets: target.secrets,
+        hexHeaderName: this.config.signatureHeader,
+      }),
+    };
+    const result = await this.sender.send(
+      { url: target.url, method: row.method, headers, body: row.body, timeoutMs: this.config.deliveryTimeoutMs },
+      signal,
+    );
+    if (result.statusCode === 410) this.targets.delete(row.backend_id ?? row.application_id!);
+    await this.deliveries.recordResult(row, leaseToken, result, signal.aborted && this.stopping);
+  }
+
+  private async resolveTarget(row: DeliveryRow, bypassCache = false): Promise<ResolvedTarget | null> {
+    const cached = bypassCache ? undefined : this.targets.get(row.backend_id ?? row.application_id!);
+    const fresh = cached && cached.expiresAt > Date.now() ? cached : await this.loadTarget(row);
+    if (!fresh) return null;
+    return { ...fresh, url: row.backend_id && !row.explicit_url ? fresh.url : row.url };
+  }
+
+  private async loadTarget(row: DeliveryRow): Promise<ResolvedTarget | null> {
+    const key = row.backend_id ?? row.application_id!;
+    let resolved: ResolvedTarget | null;
+    if (row.backend_id) {
+      const backend = await this.registry.getDeliveryTarget(row.backend_id);
+      resolved = backend && {
+        url: backend.callbackUrl,
+        secrets: backend.secrets,
+        enabled: backend.enabled,
+        expiresAt: Date.now() + TARGET_CACHE_MS,
+      };
+    } else {
+      const secrets = await this.secrets.validSecrets(row.application_id!);
+      resolved = { url: row.url, secrets, enabled: true, expiresAt: Date.now() + TARGET_CACHE_MS };
+    }
+    if (resolved) this.targets.set(key, resolved);
+    if (this.targets.size > 10_000) this.targets.clear();
+    return resolved;
+  }
+}
+
+async function finishesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const result = await Promise.race([promise.then(() => true), timeout]);
+  clearTimeout(timer);
+  return result;
+}
