@@ -55,7 +55,9 @@ export class AllExceptionsFilter implements ExceptionFilter {
         headers: exception.headers,
       };
     }
-    const fastifyCode = (exception as { code?: unknown } | null)?.code;
+    // Nest's Fastify adapter wraps Fastify's 4xx errors in an HttpException with the original as cause.
+    const fastifyError = exception instanceof HttpException ? exception.cause : exception;
+    const fastifyCode = (fastifyError as { code?: unknown } | null | undefined)?.code;
     if (typeof fastifyCode === 'string' && FASTIFY_CODES[fastifyCode]) {
       const known = FASTIFY_CODES[fastifyCode];
       return { body: body(known.code, known.message), headers: {} };

@@ -3,6 +3,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import type { FastifyInstance } from 'fastify';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from '../app.module.js';
+import { DomainException } from '../common/errors.js';
 import type { AppConfig } from '../config/app-config.js';
 import { MetricsRegistry } from '../observability/metrics.js';
 import { requestIdFor } from '../observability/logging.js';
@@ -21,9 +22,13 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bufferLogs: true,
+    // Nest's own parsers would replace our JSON parser and accept form bodies (SPEC §7: JSON only).
+    bodyParser: false,
   });
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
+  // Exit 0 once shutdown is done (Nest would re-raise the signal instead), so pino flushes and
+  // supervisors see a clean stop.
+  app.enableShutdownHooks([], { useProcessExit: true });
   installFastifyHooks(app.getHttpAdapter().getInstance(), app.get(MetricsRegistry));
   setupOpenApi(app);
   return app;
@@ -31,23 +36,25 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
 
 function installFastifyHooks(fastify: FastifyInstance, metrics: MetricsRegistry): void {
   // JSON bodies: empty is "no body" (so body-less POSTs work and DTO routes say VALIDATION_FAILED),
-  // and a parse failure is our INVALID_JSON rather than Fastify's generic error.
+  // a parse failure is INVALID_JSON, and Fastify's parser stays underneath for its guard against
+  // __proto__ / constructor.prototype keys, which plain JSON.parse and the DTO whitelist let through.
+  // Media-type parameters (`; charset=utf-8`) are part of what Fastify matches a RegExp against.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeContentTypeParser('application/json');
-  fastify.addContentTypeParser(/^application\/([\w.+-]+\+)?json$/, { parseAs: 'string' }, (_request, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(
-        Object.assign(new Error('Request body is not valid JSON'), {
-          code: 'FST_ERR_CTP_INVALID_JSON_BODY',
-          statusCode: 400,
-        }),
-        undefined,
-      );
-    }
-  });
+  fastify.addContentTypeParser(
+    /^application\/([\w.+-]+\+)?json\s*(;|$)/i,
+    { parseAs: 'string' },
+    (request, body, done) => {
+      const text = (body as string).trim();
+      if (text === '') return done(null, undefined);
+      parseJson(request, text, (error, value) => {
+        if (error && isJson(text)) {
+          return done(DomainException.field('body', 'must not use the keys __proto__ or constructor.prototype'));
+        }
+        done(error, value);
+      });
+    },
+  );
 
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
@@ -62,4 +69,13 @@ function installFastifyHooks(fastify: FastifyInstance, metrics: MetricsRegistry)
       reply.elapsedTime / 1000,
     );
   });
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { RequestMethod } from '@nestjs/common';
 import type { Params } from 'nestjs-pino';
 import type { AppConfig } from '../config/app-config.js';
 
@@ -36,6 +37,9 @@ export const REDACTED_PATHS = [
 
 export function loggingParams(config: AppConfig): Params {
   return {
+    // nestjs-pino's default route pattern ({/*splat}) never matches under Nest 12's Fastify
+    // adapter, which silently dropped every request log; this is the pattern the adapter matches.
+    forRoutes: [{ path: '/{*all}', method: RequestMethod.ALL }],
     pinoHttp: {
       level: config.logLevel,
       genReqId: (req) => (req.headers['x-request-id'] as string | undefined) ?? randomUUID(),

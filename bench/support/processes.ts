@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+
+/** dist/ (this file runs from dist/bench/support). */
+export const DIST = resolve(import.meta.dirname, '../..');
+
+/** A port nobody listens on right now (the service cannot report the one PORT=0 would pick). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+export interface ServerProcess {
+  baseUrl: string;
+  /** CPU time (user + system) the process has used so far, in ms; null where /proc is missing. */
+  cpuMs(): number | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a compiled script of dist/ as a child process listening on 127.0.0.1:PORT, and waits until
+ * `readyPath` answers 200. Servers run apart from the load generator, as they would in production.
+ */
+export async function startServer(
+  script: string,
+  env: Record<string, string>,
+  readyPath: string,
+  timeoutMs = 60_000,
+): Promise<ServerProcess> {
+  const port = await freePort();
+  // BENCH_CPU_PROFILE_DIR=<dir> profiles every server the run starts (open the .cpuprofile in DevTools).
+  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
+  const child = spawn(process.execPath, [...profile, resolve(DIST, script)], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      ...env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+    },
+    // Server logs go to stderr, so stdout carries only the results table.
+    stdio: ['ignore', 2, 2],
+  });
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode} before it was ready`);
+    const status = await fetch(baseUrl + readyPath).then(
+      (response) => response.status,
+      () => 0,
+    );
+    if (status === 200) return { baseUrl, cpuMs: () => cpuMs(child.pid!), stop: () => stop(child) };
+    await new Promise((done) => setTimeout(done, 200));
+  }
+  await stop(child);
+  throw new Error(`${script} was not ready within ${timeoutMs} ms`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Whether a server is CPU-bound shows in its CPU time per request; Linux only. */
+function cpuMs(pid: number): number | null {
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in ticks.
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+/** USER_HZ, which is 100 on every Linux this runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
