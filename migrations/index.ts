@@ -1,6 +1,7 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261123000000_foundation } from './Migration20261123000000_foundation.js';
 import { Migration20261123010000_deliveries } from './Migration20261123010000_deliveries.js';
+import { Migration20261123020000_cron_triggers } from './Migration20261123020000_cron_triggers.js';
 
 /**
  * Every migration, oldest first. Listed explicitly so the compiled service, the tests (which
@@ -9,4 +10,5 @@ import { Migration20261123010000_deliveries } from './Migration20261123010000_de
 export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261123000000_foundation', class: Migration20261123000000_foundation },
   { name: 'Migration20261123010000_deliveries', class: Migration20261123010000_deliveries },
+  { name: 'Migration20261123020000_cron_triggers', class: Migration20261123020000_cron_triggers },
 ];

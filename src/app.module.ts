@@ -17,6 +17,7 @@ import { MetricsController } from './observability/metrics.controller.js';
 import { ObservabilityModule } from './observability/observability.module.js';
 import { RegistryModule } from './registry/registry.module.js';
 import { TenancyModule } from './tenancy/tenancy.module.js';
+import { TriggersModule } from './triggers/triggers.module.js';
 
 @Module({})
 export class AppModule {
@@ -34,6 +35,7 @@ export class AppModule {
         TenancyModule,
         RegistryModule,
         DeliveryModule,
+        TriggersModule,
       ],
       controllers: [HealthController, MetricsController],
       providers: [

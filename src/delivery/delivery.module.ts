@@ -3,6 +3,7 @@ import { RegistryModule } from '../registry/registry.module.js';
 import { SecretsModule } from '../secrets/secrets.module.js';
 import { DeliveriesController } from './deliveries.controller.js';
 import { DeliveryApiService } from './delivery-api.service.js';
+import { DeliveryOriginsService } from './delivery-origins.service.js';
 import { DeliveryOutcomes } from './delivery-outcomes.js';
 import { DeliveryMetrics } from './delivery.metrics.js';
 import { DeliveryRepository } from './delivery.repository.js';
@@ -19,9 +20,10 @@ import { WebhookSender } from './webhook-sender.js';
     DeliveryMetrics,
     DeliveryService,
     DeliveryApiService,
+    DeliveryOriginsService,
     DeliveryWorker,
     WebhookSender,
   ],
-  exports: [DeliveryService, DeliveryOutcomes],
+  exports: [DeliveryService, DeliveryOutcomes, DeliveryOriginsService],
 })
 export class DeliveryModule {}
