@@ -54,6 +54,9 @@ export class Migration20261123010000_deliveries extends Migration {
         error text
       );
       create index delivery_attempts_delivery on delivery_attempts (delivery_id, attempt);
+
+      -- Per-backend attempt timeout; null: DELIVERY_TIMEOUT_MS.
+      alter table backends add column timeout_ms integer check (timeout_ms between 100 and 300000);
     `);
   }
 }

@@ -365,6 +365,15 @@ describe('admin API', () => {
       expectInvalid(await patch(created.id, { enabled: 'no' }), 'enabled');
     });
 
+    it('refuses null for name, enabled and roles (none of them is nullable) and changes nothing', async () => {
+      const created = (await createUser({ name: 'Nulls', username: uniqueSlug('null') }).expect(201)).body.machineUser;
+      for (const field of ['name', 'enabled', 'roles']) {
+        expectInvalid(await patch(created.id, { [field]: null }), field);
+        expectInvalid(await createUser({ name: 'X', username: uniqueSlug(), [field]: null }), field);
+      }
+      await get(`/api/machine-users/${created.id}`).expect(200, created);
+    });
+
     describe('tokens', () => {
       let machineUserId: string;
       let firstTokenId: string;

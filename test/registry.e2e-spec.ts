@@ -53,6 +53,7 @@ describe('backend registry (machine API)', () => {
         description: null,
         runKeys: [],
         enabled: true,
+        timeoutMs: null,
         machineUserId: a.backendUser.machineUser.id,
         createdAt: expect.stringMatching(ISO),
         signingSecret: expect.stringMatching(WHSEC),
@@ -444,6 +445,7 @@ describe('backend registry (machine API)', () => {
         tenantId: a.tenant.id,
         callbackUrl: CALLBACK,
         enabled: false,
+        timeoutMs: null,
         secrets: [backend.signingSecret],
       });
     });
@@ -457,6 +459,7 @@ describe('backend registry (machine API)', () => {
         tenantId: a.tenant.id,
         machineUserId: owner.machineUser.id,
         name: backend.name,
+        callbackUrl: backend.callbackUrl,
         enabled: true,
       };
       expect(await registry.findBackend(a.tenant.id, backend.id)).toEqual(summary);

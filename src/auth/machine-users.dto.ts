@@ -1,17 +1,17 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, ArrayUnique, IsArray, IsBoolean, IsOptional, IsString, Matches } from 'class-validator';
-import { IsName } from '../common/validators.js';
+import { ArrayMaxSize, ArrayUnique, IsArray, IsBoolean, IsString, Matches } from 'class-validator';
+import { IsName, IsOptionalNotNull } from '../common/validators.js';
 
 const USERNAME_PATTERN = /^[A-Za-z0-9._@-]{1,100}$/;
 const ROLE_PATTERN = /^[A-Za-z0-9._:-]{1,100}$/;
 
 class MachineUserFields {
-  @IsOptional()
+  @IsOptionalNotNull()
   @ApiPropertyOptional({ example: true, default: true })
   @IsBoolean()
   enabled?: boolean;
 
-  @IsOptional()
+  @IsOptionalNotNull()
   @ApiPropertyOptional({ example: ['backend'], default: ['backend'], description: 'backend, operator or free-form' })
   @IsArray()
   @ArrayMaxSize(50)
@@ -32,7 +32,7 @@ export class CreateMachineUserDto extends MachineUserFields {
 }
 
 export class UpdateMachineUserDto extends MachineUserFields {
-  @IsOptional()
+  @IsOptionalNotNull()
   @IsName('Payment Processing Service', true)
   name?: string;
 }

@@ -65,7 +65,7 @@ export class AllExceptionsFilter implements ExceptionFilter {
     if (exception instanceof SyntaxError && (exception as { statusCode?: number }).statusCode === 400) {
       return { body: body('INVALID_JSON', 'Request body is not valid JSON'), headers: {} };
     }
-    if (exception instanceof UniqueConstraintViolationException) {
+    if (exception instanceof UniqueConstraintViolationException || hasSqlState(exception, UNIQUE_VIOLATION)) {
       return { body: body('CONFLICT', 'An object with this name, slug or username already exists'), headers: {} };
     }
     if (exception instanceof NotFoundError) {
@@ -75,6 +75,7 @@ export class AllExceptionsFilter implements ExceptionFilter {
       exception instanceof ConnectionException ||
       exception instanceof LockWaitTimeoutException ||
       exception instanceof DeadlockException ||
+      hasSqlState(exception, BUSY) ||
       isConnectionFailure(exception)
     ) {
       this.logger.warn(`database unavailable: ${(exception as Error).message}`);
@@ -117,6 +118,25 @@ function fromHttpException(exception: HttpException): ErrorBody {
   const code = HTTP_STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_FAILED');
   const message = status === 404 || status === 405 ? 'Route not found' : exception.message;
   return body(code, message);
+}
+
+/**
+ * SQLSTATEs looked up by code as well as by MikroORM exception class: raw SQL (`em.execute`) can surface a driver
+ * error that MikroORM did not convert (a plain pg `DatabaseError`, or a `DriverException` with only the code), and
+ * callers sometimes wrap it (`cause`).
+ */
+const UNIQUE_VIOLATION = new Set(['23505']);
+/** Deadlock, lock not available (NOWAIT or lock_timeout), statement timeout or cancel: busy, worth retrying. */
+const BUSY = new Set(['40P01', '55P03', '57014']);
+
+function hasSqlState(exception: unknown, codes: ReadonlySet<string>): boolean {
+  let current: unknown = exception;
+  for (let depth = 0; current && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && codes.has(code)) return true;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 const CONNECTION_ERROR_CODES = new Set([

@@ -1,6 +1,6 @@
 import { applyDecorators } from '@nestjs/common';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsString, Length, Matches, MaxLength, MinLength } from 'class-validator';
+import { IsString, Length, Matches, MaxLength, MinLength, ValidateIf } from 'class-validator';
 
 /** SPEC §3: names are 1–200 characters. */
 export const NAME_MAX = 200;
@@ -30,4 +30,13 @@ export function IsRunKey(options: { each?: boolean } = {}) {
     IsString(options),
     Matches(RUN_KEY_PATTERN, { ...options, message: 'must be 1–100 characters of A-Z a-z 0-9 . _ : -' }),
   );
+}
+
+/**
+ * For optional fields whose column is NOT NULL (most PATCH fields): absent means "leave as is", but `null` is
+ * validated like any other value and fails, naming the field, instead of reaching the database as a 500.
+ * `IsOptional` would skip validation for null as well as for undefined.
+ */
+export function IsOptionalNotNull() {
+  return ValidateIf((_object: object, value: unknown) => value !== undefined);
 }

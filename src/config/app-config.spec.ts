@@ -44,6 +44,7 @@ describe('parseConfig', () => {
       ['DATABASE_POOL_SIZE', 'databasePoolSize', 10],
       ['LOG_LEVEL', 'logLevel', 'info'],
       ['TOKEN_CACHE_TTL_MS', 'tokenCacheTtlMs', 10_000],
+      ['DELIVERY_WORKER_ENABLED', 'deliveryWorkerEnabled', true],
     ] as const)('%s defaults to %j', (_variable, key, expected) => {
       expect(config()[key]).toEqual(expected);
     });
@@ -147,6 +148,7 @@ describe('parseConfig', () => {
       ['DELIVERY_LEASE_MS', { DELIVERY_TIMEOUT_MS: '20000', DELIVERY_LEASE_MS: '20000' }],
       ['DELIVERY_CONCURRENCY', { DELIVERY_CONCURRENCY: '0' }],
       ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '5s' }],
+      ['DELIVERY_WORKER_ENABLED', { DELIVERY_WORKER_ENABLED: 'no' }],
       ['SIGNATURE_HEADER', { SIGNATURE_HEADER: 'x signature' }],
       ['SIGNATURE_HEADER', { SIGNATURE_HEADER: 'webhook-signature' }],
       ['MIGRATE_ON_START', { MIGRATE_ON_START: 'sometimes' }],

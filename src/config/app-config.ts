@@ -44,6 +44,14 @@ export class AppConfig {
   deliveryPollMs!: number;
   /** How long shutdown waits for in-flight attempts before releasing them to other replicas. */
   shutdownGraceMs!: number;
+  /** False: this replica serves the API and enqueues, but never claims or sends deliveries. */
+  deliveryWorkerEnabled!: boolean;
+  /** Run the cron scheduler on this replica (every replica may: slots still fire once). */
+  schedulerEnabled!: boolean;
+  /** How often each replica looks for due cron triggers. */
+  schedulerTickMs!: number;
+  /** A slot later than this counts as missed (misfirePolicy applies) rather than merely late. */
+  misfireThresholdMs!: number;
   signatureHeader!: string;
   migrateOnStart!: boolean;
   retentionDays!: number;
@@ -94,6 +102,10 @@ export function parseConfig(env: Env): AppConfig {
   );
   config.deliveryPollMs = integer(read, 'DELIVERY_POLL_MS', 1_000, 10, 60_000);
   config.shutdownGraceMs = integer(read, 'SHUTDOWN_GRACE_MS', 5_000, 0, 120_000);
+  config.deliveryWorkerEnabled = boolean(read, 'DELIVERY_WORKER_ENABLED', true);
+  config.schedulerEnabled = boolean(read, 'SCHEDULER_ENABLED', true);
+  config.schedulerTickMs = integer(read, 'SCHEDULER_TICK_MS', 250, 10, 60_000);
+  config.misfireThresholdMs = integer(read, 'MISFIRE_THRESHOLD_MS', 60_000, 1_000, 86_400_000);
   config.signatureHeader = signatureHeader(read);
   config.migrateOnStart = boolean(read, 'MIGRATE_ON_START', true);
   config.retentionDays = integer(read, 'RETENTION_DAYS', 30, 1, 36_500);

@@ -36,9 +36,13 @@ export class DeliveryApiService {
 
   async get(principal: MachinePrincipal, id: string): Promise<DeliveryDetailResponse> {
     const delivery = await this.find(principal, id);
-    const attempts = await this.em.find(DeliveryAttempt, { deliveryId: id, tenantId: principal.tenantId }, {
-      orderBy: { attempt: 'asc', at: 'asc' },
-    });
+    const attempts = await this.em.find(
+      DeliveryAttempt,
+      { deliveryId: id, tenantId: principal.tenantId },
+      {
+        orderBy: { attempt: 'asc', at: 'asc' },
+      },
+    );
     return {
       ...presentDelivery(delivery),
       attemptLog: attempts.map((attempt) => ({
@@ -56,13 +60,15 @@ export class DeliveryApiService {
     if (delivery.status === 'PENDING' || delivery.status === 'SENDING') {
       throw new DomainException('CONFLICT', `Delivery is ${delivery.status}; only finished or parked ones replay`);
     }
-    await this.em.transactional(async (em) => {
+    return this.em.transactional(async (em) => {
       if ((await this.repository.replay(em, [id])) === 0) {
         throw new DomainException('CONFLICT', 'Delivery changed state meanwhile; try again');
       }
       await this.repository.notify(em);
+      // Read back before commit: a worker may claim the delivery the moment it commits, and the answer should
+      // show what the replay did (PENDING, same attempts), not however far a worker has got since.
+      return presentDelivery((await em.findOne(Delivery, { id }, { refresh: true }))!);
     });
-    return presentDelivery(await this.find(principal, id, true));
   }
 
   async recover(principal: MachinePrincipal, backendId: string, since: string): Promise<{ count: number }> {
@@ -83,10 +89,8 @@ export class DeliveryApiService {
     return this.registry.ownedBackendIds(principal);
   }
 
-  private async find(principal: MachinePrincipal, id: string, refresh = false): Promise<Delivery> {
-    const delivery = await this.em.findOne(Delivery, principal.scoped<Delivery>({ id }), {
-      ...(refresh && { refresh: true }),
-    });
+  private async find(principal: MachinePrincipal, id: string): Promise<Delivery> {
+    const delivery = await this.em.findOne(Delivery, principal.scoped<Delivery>({ id }));
     const visible = delivery && (await this.visibleBackends(principal));
     if (!delivery || (visible && !(delivery.backendId && visible.includes(delivery.backendId)))) {
       throw DomainException.notFound('Delivery');

@@ -14,7 +14,11 @@ export class DeliveryMetrics {
 
   constructor(metrics: MetricsRegistry) {
     const registers = [metrics.registry];
-    this.enqueued = new Counter({ name: 'switchyard_deliveries_enqueued_total', help: 'Deliveries enqueued', registers });
+    this.enqueued = new Counter({
+      name: 'switchyard_deliveries_enqueued_total',
+      help: 'Deliveries enqueued',
+      registers,
+    });
     this.attempts = new Counter({
       name: 'switchyard_delivery_attempts_total',
       help: 'Delivery attempts by result (success, failure)',

@@ -4,6 +4,7 @@ import { SecretsModule } from '../secrets/secrets.module.js';
 import { DeliveriesController } from './deliveries.controller.js';
 import { DeliveryApiService } from './delivery-api.service.js';
 import { DeliveryOriginsService } from './delivery-origins.service.js';
+import { DeliveryRetention } from './delivery-retention.js';
 import { DeliveryOutcomes } from './delivery-outcomes.js';
 import { DeliveryMetrics } from './delivery.metrics.js';
 import { DeliveryRepository } from './delivery.repository.js';
@@ -21,6 +22,7 @@ import { WebhookSender } from './webhook-sender.js';
     DeliveryService,
     DeliveryApiService,
     DeliveryOriginsService,
+    DeliveryRetention,
     DeliveryWorker,
     WebhookSender,
   ],

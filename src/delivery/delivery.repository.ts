@@ -81,12 +81,23 @@ export interface ClaimOptions {
 @Injectable()
 export class DeliveryRepository {
   async insert(em: EntityManager, row: NewDeliveryRow): Promise<void> {
+    await this.insertMany(em, [row]);
+  }
+
+  /**
+   * Several deliveries with one statement (a scheduler batch's fan-out). created_at is cut to
+   * milliseconds: lists page by (created_at, id) with a cursor holding a JavaScript Date, and a
+   * microsecond the cursor cannot express would make the next page skip rows (all of one
+   * transaction's, which share now()).
+   */
+  async insertMany(em: EntityManager, rows: readonly NewDeliveryRow[]): Promise<void> {
+    if (rows.length === 0) return;
     await em.execute(
       `insert into deliveries (id, tenant_id, webhook_id, backend_id, application_id, url, explicit_url, method, headers,
                                body,
                                status, next_attempt_at, origin_type, origin_id, created_at, updated_at)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?, now(), now())`,
-      [
+       values ${rows.map(() => `(?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?, date_trunc('milliseconds', now()), now())`).join(', ')}`,
+      rows.flatMap((row) => [
         row.id,
         row.tenantId,
         row.webhookId,
@@ -101,7 +112,7 @@ export class DeliveryRepository {
         row.nextAttemptAt,
         row.originType,
         row.originId,
-      ],
+      ]),
     );
   }
 
@@ -202,6 +213,54 @@ export class DeliveryRepository {
     );
   }
 
+  /** recordAttempt for many attempts in one statement. */
+  async recordAttempts(em: EntityManager, attempts: readonly AttemptRecord[]): Promise<void> {
+    if (attempts.length === 0) return;
+    await em.execute(
+      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, at, status_code, duration_ms,
+                                      response_excerpt, error)
+       values ${attempts.map(() => '(?, ?, ?, ?, now(), ?, ?, ?, ?)').join(', ')}`,
+      attempts.flatMap((attempt) => [
+        randomUUID(),
+        attempt.tenantId,
+        attempt.deliveryId,
+        attempt.attempt,
+        attempt.statusCode,
+        attempt.durationMs,
+        attempt.responseExcerpt,
+        attempt.error,
+      ]),
+    );
+  }
+
+  /**
+   * lockLeased + finish(SUCCEEDED) for many deliveries in one statement: each row still leased to
+   * its token becomes SUCCEEDED; rows whose lease was lost meanwhile are left alone and not returned.
+   */
+  async finishSucceeded(
+    em: EntityManager,
+    items: readonly { id: string; leaseToken: string; result: AttemptResult }[],
+  ): Promise<DeliveryRow[]> {
+    if (items.length === 0) return [];
+    return em.execute<DeliveryRow[]>(
+      `update deliveries d
+          set status = 'SUCCEEDED', next_attempt_at = null, leased_until = null, leased_by = null,
+              last_status_code = v.status_code, last_error = v.error, response_excerpt = v.excerpt,
+              updated_at = now(), finished_at = now()
+         from (values ${items.map(() => '(?::uuid, ?::text, ?::integer, ?::text, ?::text)').join(', ')})
+              as v (id, lease_token, status_code, error, excerpt)
+        where d.id = v.id and d.status = 'SENDING' and d.leased_by = v.lease_token
+       returning d.*`,
+      items.flatMap(({ id, leaseToken, result }) => [
+        id,
+        leaseToken,
+        result.statusCode,
+        result.error,
+        result.responseExcerpt,
+      ]),
+    );
+  }
+
   async finish(
     em: EntityManager,
     id: string,
@@ -218,12 +277,7 @@ export class DeliveryRepository {
     );
   }
 
-  async retryLater(
-    em: EntityManager,
-    id: string,
-    delayMs: number,
-    result: AttemptResult,
-  ): Promise<void> {
+  async retryLater(em: EntityManager, id: string, delayMs: number, result: AttemptResult): Promise<void> {
     await em.execute(
       `update deliveries
           set status = 'PENDING', next_attempt_at = now() + make_interval(secs => ?), leased_until = null,
@@ -234,14 +288,33 @@ export class DeliveryRepository {
   }
 
   /** Parks every delivery of a backend still waiting for an attempt (its receiver answered 410). */
-  async parkPendingOfBackend(em: EntityManager, backendId: string): Promise<DeliveryRow[]> {
+  async parkPendingOfBackend(em: EntityManager, backendId: string, reason: string): Promise<DeliveryRow[]> {
     return em.execute<DeliveryRow[]>(
       `update deliveries
-          set status = 'PARKED', next_attempt_at = null, updated_at = now()
+          set status = 'PARKED', next_attempt_at = null, last_error = ?, updated_at = now()
         where backend_id = ? and status = 'PENDING'
        returning *`,
-      [backendId],
+      [reason, backendId],
     );
+  }
+
+  /** Takes back the attempt a claim counted, for a leased delivery the worker then did not send. */
+  async uncountClaim(em: EntityManager, id: string): Promise<void> {
+    await em.execute(`update deliveries set attempts = attempts - 1 where id = ? and attempts > 0`, [id]);
+  }
+
+  /**
+   * Extends a lease this token still holds to `leaseMs` from now (an attempt with a longer timeout than the lease
+   * taken at claim time was sized for). False when the lease was lost meanwhile.
+   */
+  async extendLease(em: EntityManager, id: string, leaseToken: string, leaseMs: number): Promise<boolean> {
+    const rows = await em.execute<{ id: string }[]>(
+      `update deliveries set leased_until = now() + make_interval(secs => ?), updated_at = now()
+        where id = ? and status = 'SENDING' and leased_by = ?
+       returning id`,
+      [leaseMs / 1000, id, leaseToken],
+    );
+    return rows.length === 1;
   }
 
   /** Re-queues a re-enabled backend's parked deliveries. */

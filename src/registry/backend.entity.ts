@@ -27,6 +27,10 @@ export class Backend {
   @Property({ type: 'boolean' })
   enabled: Opt<boolean> = true;
 
+  /** Per-attempt timeout of deliveries to this backend; null: DELIVERY_TIMEOUT_MS. */
+  @Property({ type: 'integer', nullable: true })
+  timeoutMs: Opt<number> | null = null;
+
   @Property({ type: 'datetime', columnType: 'timestamptz' })
   createdAt: Opt<Date> = new Date();
 

@@ -1,16 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { ArrayMaxSize, IsArray, IsBoolean, IsOptional, IsString, MaxLength, ValidateIf } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsBoolean, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import { MAX_CALLBACK_URL_LENGTH } from '../http/address-guard.js';
-import { IsName } from '../common/validators.js';
+import { IsName, IsOptionalNotNull } from '../common/validators.js';
 import { MAX_RUN_KEYS } from './run-keys.js';
 
 export const MAX_DESCRIPTION_LENGTH = 2000;
-
-/**
- * For PATCH fields whose column is NOT NULL: absent means "leave as is", but `null` must be a
- * validation error rather than reach the database (IsOptional would wave it through).
- */
-const UnlessAbsent = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
+/** Bounds of a backend's own attempt timeout (the same as DELIVERY_TIMEOUT_MS's, and the column's check). */
+export const MIN_TIMEOUT_MS = 100;
+export const MAX_TIMEOUT_MS = 300_000;
 
 const CALLBACK_URL_DOC = {
   example: 'https://payments.example.com/switchyard/webhook',
@@ -23,6 +20,14 @@ const RUN_KEYS_DOC = {
   uniqueItems: true,
   items: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,100}$' },
   description: 'cron triggers with one of these run keys deliver to this backend',
+};
+const TIMEOUT_DOC = {
+  example: 5000,
+  nullable: true,
+  type: Number,
+  minimum: MIN_TIMEOUT_MS,
+  maximum: MAX_TIMEOUT_MS,
+  description: 'per-attempt timeout in milliseconds; null: the server default (DELIVERY_TIMEOUT_MS)',
 };
 const DESCRIPTION_DOC = {
   example: 'Settles card payments',
@@ -48,19 +53,26 @@ export class RegisterBackendDto {
 
   // Entries are checked by runKeyErrors in the service, which can name their index.
   @ApiPropertyOptional({ ...RUN_KEYS_DOC, default: [] })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsArray()
   @ArrayMaxSize(MAX_RUN_KEYS)
   runKeys?: string[];
+
+  @ApiPropertyOptional(TIMEOUT_DOC)
+  @IsOptional()
+  @IsInt()
+  @Min(MIN_TIMEOUT_MS)
+  @Max(MAX_TIMEOUT_MS)
+  timeoutMs?: number | null;
 }
 
 export class UpdateBackendDto {
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsName('payment-service', true)
   name?: string;
 
   @ApiPropertyOptional(CALLBACK_URL_DOC)
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsString()
   @MaxLength(MAX_CALLBACK_URL_LENGTH)
   callbackUrl?: string;
@@ -72,15 +84,22 @@ export class UpdateBackendDto {
   description?: string | null;
 
   @ApiPropertyOptional(RUN_KEYS_DOC)
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsArray()
   @ArrayMaxSize(MAX_RUN_KEYS)
   runKeys?: string[];
 
   @ApiPropertyOptional({ example: true, description: 'true re-queues the PARKED deliveries of this backend' })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsBoolean()
   enabled?: boolean;
+
+  @ApiPropertyOptional(TIMEOUT_DOC)
+  @IsOptional()
+  @IsInt()
+  @Min(MIN_TIMEOUT_MS)
+  @Max(MAX_TIMEOUT_MS)
+  timeoutMs?: number | null;
 }
 
 export class BackendResponse {
@@ -90,6 +109,7 @@ export class BackendResponse {
   @ApiProperty({ example: 'Settles card payments', nullable: true, type: String }) description!: string | null;
   @ApiProperty({ example: ['orders.sync', 'billing:nightly'] }) runKeys!: string[];
   @ApiProperty({ example: true }) enabled!: boolean;
+  @ApiProperty({ ...TIMEOUT_DOC, example: null }) timeoutMs!: number | null;
   @ApiProperty({ format: 'uuid', description: 'the machine user that registered it' }) machineUserId!: string;
   @ApiProperty({ example: '2025-12-01T10:00:00.000Z' }) createdAt!: string;
 }

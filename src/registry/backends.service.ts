@@ -120,6 +120,7 @@ export class BackendsService {
       description: input.description ?? null,
       runKeys: input.runKeys ?? [],
       enabled: true,
+      timeoutMs: input.timeoutMs ?? null,
       createdAt: now,
       updatedAt: now,
     };
@@ -180,6 +181,7 @@ function presentBackend(backend: Backend): BackendResponse {
     description: backend.description,
     runKeys: [...backend.runKeys],
     enabled: backend.enabled,
+    timeoutMs: backend.timeoutMs,
     machineUserId: backend.machineUserId,
     createdAt: backend.createdAt.toISOString(),
   };

@@ -5,6 +5,7 @@ import { SigningSecretsService } from '../secrets/signing-secrets.service.js';
 import type { Backend } from './backend.entity.js';
 import { BackendsRepository } from './backends.repository.js';
 import { BackendsService } from './backends.service.js';
+import { CallbackUrlPolicy } from './callback-url.policy.js';
 import { ReEnabledHooks } from './re-enabled-hooks.js';
 import type { BackendEnabledListener, BackendSummary, DeliveryTarget, RoutableBackend } from './registry.types.js';
 
@@ -22,6 +23,7 @@ export class RegistryService {
     private readonly machineBackends: BackendsService,
     private readonly secrets: SigningSecretsService,
     private readonly reEnabled: ReEnabledHooks,
+    private readonly urlPolicy: CallbackUrlPolicy,
   ) {}
 
   /** URL, state and every still-valid signing secret (newest first) of a backend; null once it is deleted. */
@@ -33,6 +35,7 @@ export class RegistryService {
       tenantId: backend.tenantId,
       callbackUrl: backend.callbackUrl,
       enabled: backend.enabled,
+      timeoutMs: backend.timeoutMs,
       secrets: await this.secrets.validSecrets(backend.id),
     };
   }
@@ -77,6 +80,11 @@ export class RegistryService {
   onBackendEnabled(listener: BackendEnabledListener): () => void {
     return this.reEnabled.subscribe(listener);
   }
+
+  /** The callback-URL rules (scheme, resolved addresses) for other outgoing URLs, webhook steps' included. */
+  assertAcceptableUrl(url: string, field: string): Promise<void> {
+    return this.urlPolicy.assertAcceptable(url, field);
+  }
 }
 
 function summarize(backend: Backend): BackendSummary {
@@ -85,6 +93,7 @@ function summarize(backend: Backend): BackendSummary {
     tenantId: backend.tenantId,
     machineUserId: backend.machineUserId,
     name: backend.name,
+    callbackUrl: backend.callbackUrl,
     enabled: backend.enabled,
   };
 }

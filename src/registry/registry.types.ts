@@ -6,6 +6,8 @@ export interface DeliveryTarget {
   tenantId: string;
   callbackUrl: string;
   enabled: boolean;
+  /** Per-attempt timeout; null: the server default (DELIVERY_TIMEOUT_MS). */
+  timeoutMs: number | null;
   /** Every secret that still signs, newest first (two or more during a rotation overlap). */
   secrets: string[];
 }
@@ -25,6 +27,7 @@ export interface BackendSummary {
   tenantId: string;
   machineUserId: string;
   name: string;
+  callbackUrl: string;
   enabled: boolean;
 }
 
