@@ -58,6 +58,27 @@ describe('CronSchedule occurrences', () => {
     ]);
   });
 
+  it('is exact at the cap: `limit` slots are all there are, one more is an outage reported as skipped', () => {
+    const everySecond = schedule('* * * * * *');
+    const after = new Date('2026-01-01T00:00:00Z');
+    const exactly = everySecond.occurrencesBetween(after, new Date('2026-01-01T00:00:03Z'), 3);
+    expect(exactly.skipped).toBe(false);
+    expect(iso(exactly.slots)).toEqual([
+      '2026-01-01T00:00:01.000Z',
+      '2026-01-01T00:00:02.000Z',
+      '2026-01-01T00:00:03.000Z',
+    ]);
+    const oneMore = everySecond.occurrencesBetween(after, new Date('2026-01-01T00:00:04Z'), 3);
+    expect(oneMore.skipped).toBe(true);
+    expect(iso(oneMore.slots)).toEqual([
+      '2026-01-01T00:00:02.000Z',
+      '2026-01-01T00:00:03.000Z',
+      '2026-01-01T00:00:04.000Z',
+    ]);
+    // Nothing due yet: no slots, and the boundaries are (after, until].
+    expect(everySecond.occurrencesBetween(after, new Date('2026-01-01T00:00:00.999Z'), 3).slots).toEqual([]);
+  });
+
   describe('DST', () => {
     it('Europe/Berlin spring forward: 02:30 does not exist, fires once at 03:00 local', () => {
       const daily = schedule('30 2 * * *', 'Europe/Berlin');

@@ -8,6 +8,7 @@ export class TriggerMetrics {
   readonly fireLag: Histogram;
   readonly dueUnfired: Gauge;
   readonly skippedSlots: Counter;
+  readonly fireFailures: Counter;
 
   constructor(metrics: MetricsRegistry) {
     const registers = [metrics.registry];
@@ -31,6 +32,11 @@ export class TriggerMetrics {
     this.skippedSlots = new Counter({
       name: 'switchyard_trigger_skipped_slots_total',
       help: 'Missed slots not fired because of the misfire policy',
+      registers,
+    });
+    this.fireFailures = new Counter({
+      name: 'switchyard_trigger_fire_failures_total',
+      help: 'Triggers that failed to fire; each stays due and is retried after a pause (see the log)',
       registers,
     });
   }

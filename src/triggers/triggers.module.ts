@@ -4,6 +4,7 @@ import { RegistryModule } from '../registry/registry.module.js';
 import { TenancyModule } from '../tenancy/tenancy.module.js';
 import { FlowBridge } from './flow-bridge.js';
 import { TriggerFiringService } from './trigger-firing.service.js';
+import { TriggerRunsRetention } from './trigger-runs-retention.js';
 import { TriggerScheduler } from './trigger-scheduler.js';
 import { TriggersController } from './triggers.controller.js';
 import { TriggerMetrics } from './triggers.metrics.js';
@@ -13,7 +14,15 @@ import { TriggersService } from './triggers.service.js';
 @Module({
   imports: [TenancyModule, RegistryModule, DeliveryModule],
   controllers: [TriggersController],
-  providers: [TriggersRepository, TriggerFiringService, TriggerScheduler, TriggersService, TriggerMetrics, FlowBridge],
+  providers: [
+    TriggersRepository,
+    TriggerFiringService,
+    TriggerScheduler,
+    TriggersService,
+    TriggerMetrics,
+    FlowBridge,
+    TriggerRunsRetention,
+  ],
   exports: [FlowBridge],
 })
 export class TriggersModule {}
