@@ -34,7 +34,16 @@ export async function createApp(config: AppConfig): Promise<NestFastifyApplicati
   return app;
 }
 
+/**
+ * Activation URLs check the body size after the trigger and the caller's credentials (SPEC §4's
+ * order), so their parser accepts more and the route answers 413 itself past 1 MiB.
+ */
+const ACTIVATION_PARSER_LIMIT = 16 * 1024 * 1024;
+
 function installFastifyHooks(fastify: FastifyInstance, metrics: MetricsRegistry): void {
+  fastify.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/api/automation/')) route.bodyLimit = ACTIVATION_PARSER_LIMIT;
+  });
   // JSON bodies: empty is "no body" (so body-less POSTs work and DTO routes say VALIDATION_FAILED),
   // a parse failure is INVALID_JSON, and Fastify's parser stays underneath for its guard against
   // __proto__ / constructor.prototype keys, which plain JSON.parse and the DTO whitelist let through.
@@ -46,6 +55,7 @@ function installFastifyHooks(fastify: FastifyInstance, metrics: MetricsRegistry)
     { parseAs: 'string' },
     (request, body, done) => {
       const text = (body as string).trim();
+      (request as { bodyBytes?: number }).bodyBytes = Buffer.byteLength(body as string);
       if (text === '') return done(null, undefined);
       parseJson(request, text, (error, value) => {
         if (error && isJson(text)) {

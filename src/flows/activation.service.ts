@@ -1,0 +1,492 @@
+import { Injectable } from '@nestjs/common';
+import { EntityManager } from '@mikro-orm/postgresql';
+import type { MachinePrincipal } from '../auth/principal.js';
+import { TokenVerifier } from '../auth/token-verifier.js';
+import { DomainException } from '../common/errors.js';
+import { AllExceptionsFilter } from '../common/exception.filter.js';
+import { isUuid } from '../common/uuid-param.pipe.js';
+import { type ApplicationContext, TenancyService } from '../tenancy/tenancy.service.js';
+import { ExecutionEngine } from './execution-engine.js';
+import { type CompiledCallback, type CompiledVersion, FlowCatalog } from './flow-catalog.js';
+import type { Flow } from './flows.entities.js';
+import { FlowMetrics } from './flows.metrics.js';
+import { type ExecutionRow, FlowsRepository, type NewEvent } from './flows.repository.js';
+import { FlowsService } from './flows.service.js';
+import { isTruthy, JqRuntimeError } from './jq-expression.js';
+
+export const ACTIVATION_BODY_LIMIT = 1024 * 1024;
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+/**
+ * `any` locks its candidates one at a time. A lock is held until the activation commits, so a
+ * larger batch would hide every row of it from concurrent `any` calls (SKIP LOCKED), which then
+ * answer NO_WAITING_EXECUTION while executions still wait (test/flow-races.e2e-spec.ts).
+ */
+const ANY_BATCH = 1;
+
+export interface ActivationRequest {
+  method: 'GET' | 'POST';
+  flowId: string;
+  triggerId: string;
+  query: Record<string, string | string[] | undefined>;
+  body: unknown;
+  bodyBytes: number;
+  headers: Record<string, string | string[] | undefined>;
+  baseUrl: string;
+}
+
+export interface ActivationAnswer {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string | null;
+}
+
+interface Located {
+  flow: Flow;
+  compiled: CompiledVersion;
+  step: CompiledCallback;
+  flowStarting: boolean;
+}
+
+/**
+ * What an activation reads besides its own rows, read before its transaction opens. Read inside
+ * it, each took a second pooled connection while the transaction held one: with more concurrent
+ * activations than DATABASE_POOL_SIZE, every connection was held by a transaction waiting for
+ * another and the replica hung for good (bench/scenarios/activation.ts: flow starts over 64
+ * connections, pool of 10). The auth result is still applied at its place in the order of checks.
+ */
+interface Preloaded {
+  auth: { user: unknown; refused?: 'CALLBACK_AUTH_FAILED' | 'MISSING_ROLE' };
+  application: ApplicationContext | null;
+}
+
+const errors = new AllExceptionsFilter();
+
+/**
+ * Activation of callback steps (SPEC §4), checked in the contract's order: trigger → idempotency
+ * key → execution named → auth → size → schema → execution exists and waits here → condition →
+ * claim. The whole activation, its history and its idempotency record commit in one transaction
+ * before the answer; the steps after it run in the background (FlowWorker).
+ */
+@Injectable()
+export class ActivationService {
+  constructor(
+    private readonly em: EntityManager,
+    private readonly catalog: FlowCatalog,
+    private readonly repository: FlowsRepository,
+    private readonly engine: ExecutionEngine,
+    private readonly flows: FlowsService,
+    private readonly tenancy: TenancyService,
+    private readonly tokens: TokenVerifier,
+    private readonly metrics: FlowMetrics,
+  ) {}
+
+  async activate(request: ActivationRequest): Promise<ActivationAnswer> {
+    let located: Located;
+    let key: string | null;
+    let executionParam: string | undefined;
+    try {
+      located = await this.locate(request.flowId, request.triggerId);
+      key = idempotencyKey(request.headers['idempotency-key']);
+      executionParam = located.flowStarting ? undefined : executionOf(request.query);
+      if (!located.flowStarting && executionParam === undefined) {
+        throw new DomainException(
+          'EXECUTION_REQUIRED',
+          'This step is mid-flow: say which execution resumes with ?execution=<id>, any or all',
+        );
+      }
+    } catch (error) {
+      return this.answerError(error);
+    }
+    const preloaded: Preloaded = {
+      auth: await this.authenticate(located, request.headers),
+      application: located.flowStarting
+        ? await this.tenancy.applicationContext(located.flow.tenantId, located.flow.applicationId)
+        : null,
+    };
+    const answer = await this.em.fork().transactional(async (em) => {
+      if (key) {
+        const stored = await this.claimIdempotencyKey(em, located.flow.tenantId, request.triggerId, key);
+        if (stored) return stored;
+      }
+      const events: NewEvent[] = [];
+      let result: ActivationAnswer;
+      try {
+        result = await em.transactional((inner) =>
+          this.run(inner, request, located, preloaded, executionParam, events),
+        );
+      } catch (error) {
+        // Only the contract's answers are final and replayable; a database failure rolls the
+        // whole activation back (idempotency claim included) and the caller may simply retry.
+        if (!(error instanceof DomainException)) throw error;
+        result = this.answerError(error);
+        if (events.length === 0)
+          events.push(
+            this.triggerEvent(located, 'activation_refused', {
+              code: JSON.parse(result.body!).code,
+              execution: executionParam ?? null,
+            }),
+          );
+      }
+      await this.repository.insertEvents(em, events);
+      if (key) await this.storeIdempotentAnswer(em, request.triggerId, key, result);
+      return result;
+    });
+    this.metrics.activations.inc({ outcome: answer.headers['x-activation'] ?? `http_${answer.statusCode}` });
+    return answer;
+  }
+
+  private async run(
+    em: EntityManager,
+    request: ActivationRequest,
+    located: Located,
+    preloaded: Preloaded,
+    executionParam: string | undefined,
+    events: NewEvent[],
+  ): Promise<ActivationAnswer> {
+    const auth = preloaded.auth;
+    if (auth.refused) {
+      events.push(
+        this.triggerEvent(located, 'activation_refused', { reason: auth.refused, execution: executionParam ?? null }),
+      );
+      if (located.step.definition.auth?.onFail === 'IGNORE') return ignored();
+      if (auth.refused === 'MISSING_ROLE') {
+        throw new DomainException(
+          'MISSING_ROLE',
+          'Unable to execute the callback. User is missing required security role(s)',
+        );
+      }
+      throw new DomainException(
+        'CALLBACK_AUTH_FAILED',
+        'Unable to execute the callback. Missing or invalid machine-user token',
+      );
+    }
+    if (request.method === 'POST' && request.bodyBytes > ACTIVATION_BODY_LIMIT) {
+      throw new DomainException('PAYLOAD_TOO_LARGE', 'Request body is larger than 1 MiB');
+    }
+    const data = activationData(request, located.flowStarting);
+    const validate = located.step.validate;
+    if (validate && !validate(data)) {
+      const problems = (validate.errors ?? []).map((error) => ({
+        path: error.instancePath || '/',
+        message: error.message ?? 'is invalid',
+      }));
+      throw new DomainException(
+        'INVALID_PAYLOAD',
+        `The data does not match the step's schema: ${problems.map((p) => `${p.path} ${p.message}`).join('; ')}`,
+        { errors: problems },
+      );
+    }
+    const user = auth.user;
+    if (located.flowStarting) return this.startFlow(em, request, located, preloaded.application, data, user, events);
+    if (executionParam === 'any') return this.resumeAny(em, located, data, user, events);
+    if (executionParam === 'all') return this.resumeAll(em, request, located, data, user, events);
+    return this.resumeById(em, located, executionParam!, data, user, events);
+  }
+
+  private async startFlow(
+    em: EntityManager,
+    request: ActivationRequest,
+    located: Located,
+    application: ApplicationContext | null,
+    data: unknown,
+    user: unknown,
+    events: NewEvent[],
+  ): Promise<ActivationAnswer> {
+    let holds: boolean;
+    try {
+      holds = this.conditionHolds(located.step, { data, user, execution: null });
+    } catch (error) {
+      // The caller's data broke the expression (`.data.x` of a string): it does not hold, as mid-flow.
+      if (!(error instanceof JqRuntimeError)) throw error;
+      events.push(this.triggerEvent(located, 'activation_ignored', { reason: `condition failed: ${error.message}` }));
+      return ignored();
+    }
+    if (!holds) {
+      events.push(this.triggerEvent(located, 'activation_ignored', { reason: 'condition false' }));
+      return ignored();
+    }
+    if (!application) throw new DomainException('TRIGGER_NOT_FOUND', 'No such trigger');
+    const executionId = await this.engine.start(em, {
+      flow: located.flow,
+      compiled: located.compiled,
+      application,
+      trigger: { type: 'callback', data, user },
+      baseUrl: this.flows.baseUrl(located.flow, request.baseUrl),
+    });
+    return activated(executionId);
+  }
+
+  private async resumeById(
+    em: EntityManager,
+    located: Located,
+    id: string,
+    data: unknown,
+    user: unknown,
+    events: NewEvent[],
+  ): Promise<ActivationAnswer> {
+    const row = isUuid(id) ? await this.repository.lockById(em, located.flow.tenantId, id.toLowerCase()) : null;
+    if (!row || row.flow_id !== located.flow.id)
+      throw new DomainException('EXECUTION_NOT_FOUND', `No execution ${id} of this flow`);
+    if (row.status !== 'waiting' || row.waiting_trigger_id !== located.step.definition.triggerId) {
+      events.push(
+        this.engine.event(row, 'activation_refused', located.step.definition.name, {
+          reason: 'not waiting here',
+          status: row.status,
+        }),
+      );
+      throw new DomainException(
+        'EXECUTION_NOT_WAITING',
+        `Execution ${row.id} is ${row.status}, not waiting at "${located.step.definition.name}"`,
+      );
+    }
+    if (!this.resumeIfCondition(row, located.step, data, user, events, 'id')) return ignored();
+    await this.save(em, [row]);
+    return activated(row.id);
+  }
+
+  private async resumeAny(
+    em: EntityManager,
+    located: Located,
+    data: unknown,
+    user: unknown,
+    events: NewEvent[],
+  ): Promise<ActivationAnswer> {
+    const tried: string[] = [];
+    for (;;) {
+      const candidates = await this.repository.lockWaitingAny(em, located.step.definition.triggerId, ANY_BATCH, tried);
+      if (candidates.length === 0) {
+        if (tried.length === 0)
+          throw new DomainException('NO_WAITING_EXECUTION', 'No execution is waiting at this step');
+        return ignored();
+      }
+      for (const row of candidates) {
+        tried.push(row.id);
+        if (this.resumeIfCondition(row, located.step, data, user, events, 'any')) {
+          await this.save(em, [row]);
+          return activated(row.id);
+        }
+      }
+    }
+  }
+
+  private async resumeAll(
+    em: EntityManager,
+    request: ActivationRequest,
+    located: Located,
+    data: unknown,
+    user: unknown,
+    events: NewEvent[],
+  ): Promise<ActivationAnswer> {
+    const rows = await this.repository.lockWaitingAll(em, located.step.definition.triggerId);
+    if (rows.length === 0) throw new DomainException('NO_WAITING_EXECUTION', 'No execution is waiting at this step');
+    const resumed = rows.filter((row) => this.resumeIfCondition(row, located.step, data, user, events, 'all'));
+    if (resumed.length === 0) return ignored();
+    await this.save(em, resumed);
+    const ids = resumed.map((row) => row.id);
+    const wantsJson = String(request.headers.accept ?? '').includes('application/json');
+    return {
+      statusCode: 200,
+      headers: {
+        'x-activation': 'activated',
+        'content-type': wantsJson ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8',
+      },
+      body: wantsJson ? JSON.stringify({ executions: ids }) : ids.join(','),
+    };
+  }
+
+  /** Evaluates the condition for one execution and resumes it if it holds; both are history. */
+  private resumeIfCondition(
+    row: ExecutionRow,
+    step: CompiledCallback,
+    data: unknown,
+    user: unknown,
+    events: NewEvent[],
+    by: string,
+  ): boolean {
+    let holds: boolean;
+    try {
+      holds = this.conditionHolds(step, { data, user, execution: row.context });
+    } catch (error) {
+      if (!(error instanceof JqRuntimeError)) throw error;
+      events.push(
+        this.engine.event(row, 'activation_ignored', step.definition.name, {
+          reason: `condition failed: ${error.message}`,
+          by,
+        }),
+      );
+      return false;
+    }
+    if (!holds) {
+      events.push(
+        this.engine.event(row, 'activation_ignored', step.definition.name, { reason: 'condition false', by }),
+      );
+      return false;
+    }
+    this.engine.resume(row, step, data, user, events, { by });
+    return true;
+  }
+
+  private conditionHolds(step: CompiledCallback, input: unknown): boolean {
+    if (step.conditions.length === 0) return true;
+    const results = step.conditions.map((condition) => isTruthy(condition.evaluate(input)));
+    return step.definition.condition?.combinator === 'or' ? results.some(Boolean) : results.every(Boolean);
+  }
+
+  private async save(em: EntityManager, rows: ExecutionRow[]): Promise<void> {
+    // One resumed execution (by id, any) is the hot path: its update and the NOTIFY go as one statement.
+    if (rows.length === 1) return this.repository.saveExecutionAndNotify(em, rows[0]);
+    for (const row of rows) await this.repository.saveExecution(em, row);
+    await this.repository.notify(em);
+  }
+
+  private async authenticate(located: Located, headers: ActivationRequest['headers']): Promise<Preloaded['auth']> {
+    const auth = located.step.definition.auth;
+    if (!auth || auth.type === 'NONE') return { user: null };
+    const token = bearer(headers.authorization) ?? header(headers['user-token']);
+    const principal: MachinePrincipal | null = token ? await this.tokens.verifyMachineToken(token) : null;
+    if (!principal || principal.tenantId !== located.flow.tenantId)
+      return { user: null, refused: 'CALLBACK_AUTH_FAILED' };
+    const user = {
+      id: principal.machineUserId,
+      username: principal.username,
+      name: principal.name,
+      roles: [...principal.roles],
+    };
+    if ((auth.requiredRoles ?? []).some((role) => !principal.hasRole(role))) return { user, refused: 'MISSING_ROLE' };
+    return { user };
+  }
+
+  private async locate(flowId: string, triggerId: string): Promise<Located> {
+    const notFound = () => new DomainException('TRIGGER_NOT_FOUND', 'No such flow trigger');
+    if (!isUuid(flowId) || !isUuid(triggerId)) throw notFound();
+    const current = await this.catalog.current(null, flowId.toLowerCase());
+    if (!current) throw notFound();
+    const id = triggerId.toLowerCase();
+    const index = current.compiled.steps.findIndex(
+      (step) => step.type === 'callback' && step.definition.triggerId === id,
+    );
+    if (index >= 0) {
+      return {
+        flow: current.flow,
+        compiled: current.compiled,
+        step: current.compiled.steps[index] as CompiledCallback,
+        flowStarting: index === 0,
+      };
+    }
+    // A step removed by a newer version still resumes the executions pinned to an older one.
+    const version = await this.catalog.versionWithTrigger(current.flow.id, id);
+    const compiled = version === null ? null : await this.catalog.version(current.flow.id, version);
+    const step = compiled?.steps.find(
+      (candidate) => candidate.type === 'callback' && candidate.definition.triggerId === id,
+    );
+    if (!compiled || !step) throw notFound();
+    return { flow: current.flow, compiled, step: step as CompiledCallback, flowStarting: false };
+  }
+
+  /** Null: this request owns the key now. Otherwise the first request's answer, replayed. */
+  private async claimIdempotencyKey(
+    em: EntityManager,
+    tenantId: string,
+    triggerId: string,
+    key: string,
+  ): Promise<ActivationAnswer | null> {
+    // A concurrent first request holds the row until it commits; this insert waits for it.
+    const claimed = await em.execute<{ key: string }[]>(
+      `insert into activation_idempotency (tenant_id, trigger_id, key, created_at, expires_at)
+       values (?, ?, ?, now(), now() + interval '24 hours')
+       on conflict (trigger_id, key) do update
+         set created_at = now(), expires_at = now() + interval '24 hours', status_code = null, headers = null, body = null
+         where activation_idempotency.expires_at <= now()
+       returning key`,
+      [tenantId, triggerId, key],
+    );
+    if (claimed.length === 1) return null;
+    const [stored] = await em.execute<{ status_code: number; headers: Record<string, string>; body: string | null }[]>(
+      `select status_code, headers, body from activation_idempotency where trigger_id = ? and key = ?`,
+      [triggerId, key],
+    );
+    return {
+      statusCode: stored.status_code,
+      headers: { ...stored.headers, 'idempotent-replayed': 'true' },
+      body: stored.body,
+    };
+  }
+
+  private async storeIdempotentAnswer(
+    em: EntityManager,
+    triggerId: string,
+    key: string,
+    answer: ActivationAnswer,
+  ): Promise<void> {
+    await em.execute(
+      `update activation_idempotency set status_code = ?, headers = ?::jsonb, body = ? where trigger_id = ? and key = ?`,
+      [answer.statusCode, JSON.stringify(answer.headers), answer.body, triggerId, key],
+    );
+  }
+
+  private answerError(error: unknown): ActivationAnswer {
+    const { body, headers } = errors.toErrorBody(error);
+    return {
+      statusCode: body.statusCode,
+      headers: { ...headers, 'content-type': 'application/json; charset=utf-8' },
+      body: JSON.stringify(body),
+    };
+  }
+
+  private triggerEvent(located: Located, type: string, detail: Record<string, unknown>): NewEvent {
+    return {
+      tenantId: located.flow.tenantId,
+      flowId: located.flow.id,
+      executionId: null,
+      triggerId: located.step.definition.triggerId,
+      type,
+      step: located.step.definition.name,
+      detail,
+    };
+  }
+}
+
+function activated(executionId: string): ActivationAnswer {
+  return { statusCode: 200, headers: { 'x-execution-id': executionId, 'x-activation': 'activated' }, body: null };
+}
+
+function ignored(): ActivationAnswer {
+  return { statusCode: 200, headers: { 'x-activation': 'ignored' }, body: null };
+}
+
+function header(value: string | string[] | undefined): string | null {
+  const first = Array.isArray(value) ? value[0] : value;
+  return first && first.length > 0 ? first : null;
+}
+
+function bearer(value: string | string[] | undefined): string | null {
+  const match = /^Bearer\s+(\S+)$/i.exec(header(value) ?? '');
+  return match ? match[1] : null;
+}
+
+/** `execution` wins over `executionId`; values are case-sensitive (`ANY` is an id). */
+function executionOf(query: ActivationRequest['query']): string | undefined {
+  const value = query.execution ?? query.executionId;
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function idempotencyKey(value: string | string[] | undefined): string | null {
+  if (value === undefined) return null;
+  const key = Array.isArray(value) ? value[0] : value;
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    throw DomainException.field('Idempotency-Key', 'must be 1–255 visible ASCII characters');
+  }
+  return key;
+}
+
+/** GET: the query parameters (minus execution/executionId mid-flow); POST: the JSON body, `{}` when empty. */
+function activationData(request: ActivationRequest, flowStarting: boolean): unknown {
+  if (request.method === 'POST') return request.body === undefined ? {} : request.body;
+  const data: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(request.query)) {
+    if (value === undefined) continue;
+    if (!flowStarting && (name === 'execution' || name === 'executionId')) continue;
+    data[name] = value;
+  }
+  return data;
+}

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import { EntityManager } from '@mikro-orm/postgresql';
+import type { ExecutionStatus } from './execution-state.js';
+import type { ExecutionContext } from './flows.entities.js';
+
+export const EXECUTION_CHANNEL = 'switchyard_executions';
+
+/** An execution as the engine reads and writes it (raw row, timestamps as text). */
+export interface ExecutionRow {
+  id: string;
+  tenant_id: string;
+  flow_id: string;
+  flow_version: number;
+  status: ExecutionStatus;
+  step_index: number | null;
+  step_phase: 'delaying' | 'delivering' | null;
+  run_at: string | Date | null;
+  awaiting_delivery_id: string | null;
+  waiting_trigger_id: string | null;
+  waiting_since: string | Date | null;
+  waiting_deadline: string | Date | null;
+  context: ExecutionContext;
+  created_at: string | Date;
+  finished_at: string | Date | null;
+}
+
+export interface NewEvent {
+  tenantId: string;
+  flowId: string;
+  executionId: string | null;
+  triggerId?: string | null;
+  type: string;
+  step?: string | null;
+  detail?: Record<string, unknown> | null;
+  at?: Date;
+}
+
+const COLUMNS = `id, tenant_id, flow_id, flow_version, status, step_index, step_phase, run_at, awaiting_delivery_id,
+  waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, finished_at`;
+
+const SAVE_EXECUTION = `update executions
+    set status = ?, step_index = ?, step_phase = ?, run_at = ?, awaiting_delivery_id = ?, waiting_trigger_id = ?,
+        waiting_since = ?, waiting_deadline = ?, context = ?::jsonb, finished_at = ?, updated_at = now()
+  where id = ?`;
+
+function saveParams(row: ExecutionRow): unknown[] {
+  return [
+    row.status,
+    row.step_index,
+    row.step_phase,
+    row.run_at,
+    row.awaiting_delivery_id,
+    row.waiting_trigger_id,
+    row.waiting_since,
+    row.waiting_deadline,
+    JSON.stringify(row.context),
+    row.finished_at,
+    row.id,
+  ];
+}
+
+/** The flows engine's SQL: claims, the waiting-set queries of activation, and history. */
+@Injectable()
+export class FlowsRepository {
+  async insertExecution(em: EntityManager, row: ExecutionRow): Promise<void> {
+    await em.execute(
+      `insert into executions (id, tenant_id, flow_id, flow_version, status, step_index, step_phase, run_at,
+         awaiting_delivery_id, waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, updated_at,
+         finished_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, now(), ?)`,
+      [
+        row.id,
+        row.tenant_id,
+        row.flow_id,
+        row.flow_version,
+        row.status,
+        row.step_index,
+        row.step_phase,
+        row.run_at,
+        row.awaiting_delivery_id,
+        row.waiting_trigger_id,
+        row.waiting_since,
+        row.waiting_deadline,
+        JSON.stringify(row.context),
+        row.created_at,
+        row.finished_at,
+      ],
+    );
+  }
+
+  async saveExecution(em: EntityManager, row: ExecutionRow): Promise<void> {
+    await em.execute(SAVE_EXECUTION, saveParams(row));
+  }
+
+  /** saveExecution, then NOTIFY the flow workers, in one statement: one round trip per activation. */
+  async saveExecutionAndNotify(em: EntityManager, row: ExecutionRow): Promise<void> {
+    await em.execute(
+      `with saved as (${SAVE_EXECUTION} returning id) select pg_notify('${EXECUTION_CHANNEL}', '') from saved`,
+      saveParams(row),
+    );
+  }
+
+  /** Running executions whose next step is due, locked for this transaction (skipped by others). */
+  async claimRunnable(em: EntityManager, now: Date, limit: number): Promise<ExecutionRow[]> {
+    return em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where status = 'running' and run_at is not null and run_at <= ?
+        order by run_at
+        limit ?
+        for update skip locked`,
+      [now, limit],
+    );
+  }
+
+  /** Waiting executions whose callback timeout has passed, locked for this transaction. */
+  async claimTimedOut(em: EntityManager, now: Date, limit: number): Promise<ExecutionRow[]> {
+    return em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where status = 'waiting' and waiting_deadline is not null and waiting_deadline <= ?
+        order by waiting_deadline
+        limit ?
+        for update skip locked`,
+      [now, limit],
+    );
+  }
+
+  /** Up to `limit` executions waiting at the trigger, oldest first, skipping ones others hold. */
+  async lockWaitingAny(
+    em: EntityManager,
+    triggerId: string,
+    limit: number,
+    excluding: string[],
+  ): Promise<ExecutionRow[]> {
+    return em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where status = 'waiting' and waiting_trigger_id = ? and not (id = any(?::uuid[]))
+        order by waiting_since, id
+        limit ?
+        for update skip locked`,
+      [triggerId, `{${excluding.join(',')}}`, limit],
+    );
+  }
+
+  /**
+   * Every execution waiting at the trigger when the call arrives, locked, each still waiting.
+   *
+   * It must never hold the lock of an execution that is no longer waiting while it waits for
+   * another row. Locking a row that a concurrent activation updated (READ COMMITTED re-check)
+   * locks its newest version even when the re-check then drops it, and a delivery's outcome
+   * transaction locks several running executions in turn: a plain `FOR UPDATE` over the waiting
+   * set deadlocked with it (test/flow-races.e2e-spec.ts). So: one SKIP LOCKED pass (never waits);
+   * when it got every row of the set, done. Otherwise it releases them all and takes the rows one
+   * by one in id order, waiting for each holder, each under a savepoint that is rolled back when
+   * the row no longer waits here, which releases that lock. Held rows are then all waiting, taken
+   * in id order, so concurrent `all` calls cannot deadlock either; a row a concurrent `any` or
+   * by-id call holds is waited for and re-checked: resumed by that call or by this one, never both.
+   */
+  async lockWaitingAll(em: EntityManager, triggerId: string): Promise<ExecutionRow[]> {
+    const ids = (
+      await em.execute<{ id: string }[]>(
+        `select id from executions where status = 'waiting' and waiting_trigger_id = ? order by id`,
+        [triggerId],
+      )
+    ).map((row) => row.id);
+    if (ids.length === 0) return [];
+    await em.execute('savepoint lock_waiting_all');
+    const free = await em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where id = any(?::uuid[]) and status = 'waiting' and waiting_trigger_id = ?
+        order by id
+        for update skip locked`,
+      [`{${ids.join(',')}}`, triggerId],
+    );
+    if (free.length === ids.length) {
+      await em.execute('release savepoint lock_waiting_all');
+      return free;
+    }
+    await em.execute('rollback to savepoint lock_waiting_all');
+    await em.execute('release savepoint lock_waiting_all');
+    const locked: ExecutionRow[] = [];
+    for (const id of ids) {
+      await em.execute('savepoint lock_waiting_all_row');
+      const [row] = await em.execute<ExecutionRow[]>(
+        `select ${COLUMNS} from executions where id = ? and status = 'waiting' and waiting_trigger_id = ? for update`,
+        [id, triggerId],
+      );
+      if (row) locked.push(row);
+      else await em.execute('rollback to savepoint lock_waiting_all_row');
+      await em.execute('release savepoint lock_waiting_all_row');
+    }
+    return locked;
+  }
+
+  async lockById(em: EntityManager, tenantId: string, id: string): Promise<ExecutionRow | null> {
+    const rows = await em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions where id = ? and tenant_id = ? for update`,
+      [id, tenantId],
+    );
+    return rows[0] ?? null;
+  }
+
+  async lockAwaitingDelivery(em: EntityManager, executionId: string, deliveryId: string): Promise<ExecutionRow | null> {
+    const rows = await em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where id = ? and status = 'running' and awaiting_delivery_id = ?
+        for update`,
+      [executionId, deliveryId],
+    );
+    return rows[0] ?? null;
+  }
+
+  async insertEvents(em: EntityManager, events: NewEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const values = events.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb)').join(', ');
+    const params = events.flatMap((event) => [
+      randomUUID(),
+      event.tenantId,
+      event.flowId,
+      event.executionId,
+      event.triggerId ?? null,
+      event.at ?? new Date(),
+      event.type,
+      event.step ?? null,
+      event.detail === undefined || event.detail === null ? null : JSON.stringify(event.detail),
+    ]);
+    await em.execute(
+      `insert into flow_events (id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail)
+       values ${values}`,
+      params,
+    );
+  }
+
+  async waitingByFlow(em: EntityManager, limit: number): Promise<{ flow_id: string; waiting: string }[]> {
+    return em.execute(
+      `select flow_id, count(*) as waiting from executions where status = 'waiting'
+        group by flow_id order by count(*) desc limit ?`,
+      [limit],
+    );
+  }
+
+  async notify(em: EntityManager): Promise<void> {
+    await em.execute(`select pg_notify('${EXECUTION_CHANNEL}', '')`);
+  }
+}
