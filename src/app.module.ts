@@ -2,6 +2,7 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_PIPE } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
+import { ThrottlerModule } from '@nestjs/throttler';
 import { LoggerModule } from 'nestjs-pino';
 import { AuthGuard } from './auth/auth.guard.js';
 import { AuthModule } from './auth/auth.module.js';
@@ -9,8 +10,11 @@ import { AllExceptionsFilter } from './common/exception.filter.js';
 import { RequestValidationPipe } from './common/validation.js';
 import type { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
+import { RateLimitGuard } from './http/rate-limit.guard.js';
 import { DatabaseModule } from './database/database.module.js';
 import { DeliveryModule } from './delivery/delivery.module.js';
+import { FlowsModule } from './flows/flows.module.js';
+import { MaintenanceModule } from './maintenance/maintenance.module.js';
 import { HealthController } from './observability/health.controller.js';
 import { loggingParams } from './observability/logging.js';
 import { MetricsController } from './observability/metrics.controller.js';
@@ -29,6 +33,10 @@ export class AppModule {
         LoggerModule.forRoot(loggingParams(config)),
         ObservabilityModule,
         ScheduleModule.forRoot(),
+        ThrottlerModule.forRoot({
+          throttlers: [{ name: 'default', ttl: 60_000, limit: config.rateLimitPerMinute ?? Number.MAX_SAFE_INTEGER }],
+        }),
+        MaintenanceModule,
         DatabaseModule,
         TerminusModule,
         AuthModule,
@@ -36,10 +44,12 @@ export class AppModule {
         RegistryModule,
         DeliveryModule,
         TriggersModule,
+        FlowsModule,
       ],
       controllers: [HealthController, MetricsController],
       providers: [
         { provide: APP_GUARD, useClass: AuthGuard },
+        ...(config.rateLimitPerMinute === null ? [] : [{ provide: APP_GUARD, useClass: RateLimitGuard }]),
         { provide: APP_PIPE, useClass: RequestValidationPipe },
         { provide: APP_FILTER, useClass: AllExceptionsFilter },
       ],

@@ -1,5 +1,8 @@
 import type { Scenario } from '../support/scenario.js';
+import { activation } from './activation.js';
 import { authList } from './auth-list.js';
+import { cron } from './cron.js';
+import { delivery } from './delivery.js';
 
 /** Every scenario, in the order `npm run bench` runs them; add new ones here. */
-export const SCENARIOS: Scenario[] = [authList];
+export const SCENARIOS: Scenario[] = [authList, delivery, cron, activation];
