@@ -1,4 +1,4 @@
-import { Controller, Get, Param, Post, Req, Res } from '@nestjs/common';
+import { applyDecorators, Controller, Get, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiHeader, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Public } from '../auth/auth.decorators.js';
@@ -11,6 +11,25 @@ const ROUTE = 'api/automation/flow/:flowId/trigger/:triggerId/activate';
 export interface MeasuredRequest extends FastifyRequest {
   bodyBytes?: number;
 }
+
+/** What both methods of an activation URL take and answer, for the OpenAPI document. */
+const ActivationDocs = () =>
+  applyDecorators(
+    ApiParam({ name: 'flowId', format: 'uuid' }),
+    ApiParam({ name: 'triggerId', format: 'uuid' }),
+    ApiHeader({ name: 'Idempotency-Key', required: false, description: '24 h, scoped to the trigger' }),
+    ApiErrors(
+      'EXECUTION_REQUIRED',
+      'INVALID_PAYLOAD',
+      'CALLBACK_AUTH_FAILED',
+      'MISSING_ROLE',
+      'TRIGGER_NOT_FOUND',
+      'EXECUTION_NOT_FOUND',
+      'NO_WAITING_EXECUTION',
+      'EXECUTION_NOT_WAITING',
+      'PAYLOAD_TOO_LARGE',
+    ),
+  );
 
 @ApiTags('activation')
 @Controller()
@@ -26,21 +45,8 @@ export class ActivationController {
       'executions. 200 with X-Execution-Id (or, for all, a comma list / {"executions": [...]}). ' +
       'Auth through Authorization: Bearer or user-token when the step asks for MACHINE_USER.',
   })
-  @ApiParam({ name: 'flowId', format: 'uuid' })
-  @ApiParam({ name: 'triggerId', format: 'uuid' })
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: '24 h, scoped to the trigger' })
   @ApiResponse({ status: 200, description: 'activated (X-Activation: activated) or ignored (X-Activation: ignored)' })
-  @ApiErrors(
-    'EXECUTION_REQUIRED',
-    'INVALID_PAYLOAD',
-    'CALLBACK_AUTH_FAILED',
-    'MISSING_ROLE',
-    'TRIGGER_NOT_FOUND',
-    'EXECUTION_NOT_FOUND',
-    'NO_WAITING_EXECUTION',
-    'EXECUTION_NOT_WAITING',
-    'PAYLOAD_TOO_LARGE',
-  )
+  @ActivationDocs()
   get(
     @Param('flowId') flowId: string,
     @Param('triggerId') triggerId: string,
@@ -53,21 +59,8 @@ export class ActivationController {
   @Public()
   @Post(ROUTE)
   @ApiOperation({ summary: 'Activate a callback step: the JSON body (any JSON value; empty = {}) is the data' })
-  @ApiParam({ name: 'flowId', format: 'uuid' })
-  @ApiParam({ name: 'triggerId', format: 'uuid' })
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: '24 h, scoped to the trigger' })
   @ApiResponse({ status: 200, description: 'activated or ignored (see X-Activation)' })
-  @ApiErrors(
-    'EXECUTION_REQUIRED',
-    'INVALID_PAYLOAD',
-    'CALLBACK_AUTH_FAILED',
-    'MISSING_ROLE',
-    'TRIGGER_NOT_FOUND',
-    'EXECUTION_NOT_FOUND',
-    'NO_WAITING_EXECUTION',
-    'EXECUTION_NOT_WAITING',
-    'PAYLOAD_TOO_LARGE',
-  )
+  @ActivationDocs()
   post(
     @Param('flowId') flowId: string,
     @Param('triggerId') triggerId: string,
