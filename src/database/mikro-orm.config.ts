@@ -1,5 +1,6 @@
 import { defineConfig, type Options } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
+import type pg from 'pg';
 import { MIGRATIONS } from '../../migrations/index.js';
 import { ENTITIES } from './entities.js';
 
@@ -23,10 +24,43 @@ export function createOrmConfig(clientUrl: string, poolSize: number): Options {
     pool: { min: 0, max: poolSize, idleTimeoutMillis: 30_000 },
     // A request waits at most this long for a pooled connection: with the database down it gets
     // 503 UNAVAILABLE instead of hanging. The name tells operators which sessions are ours.
-    driverOptions: { connectionTimeoutMillis: CONNECTION_TIMEOUT_MS, application_name: 'switchyard' },
+    driverOptions: {
+      connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+      application_name: 'switchyard',
+      onPoolCreated: releaseDeadTransactions,
+    },
     forceUtcTimezone: true,
     allowGlobalContext: false,
     ensureIndexes: false,
     debug: false,
   });
+}
+
+/**
+ * Kysely's controlled transactions (MikroORM's `transactional`) return their pooled connection only
+ * after a successful `rollback`. When the connection died mid-transaction (database restart,
+ * `pg_terminate_backend`, network cut) that rollback fails too, so the client was never released:
+ * each cut transaction leaked a pool slot for good, and `orm.close()` hung on it. The server has
+ * already rolled back a transaction whose session ended, so a `rollback` on a client that lost its
+ * connection is reported as done: Kysely then releases the client and pg-pool discards it (it is no
+ * longer queryable). A failed rollback on a live connection still throws.
+ */
+export function releaseDeadTransactions(pool: pg.Pool): void {
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const result = query(...args);
+      if (args[0] !== 'rollback' || !(result instanceof Promise)) return result;
+      return result.catch((error: unknown) => {
+        if (connectionLost(client)) return { command: 'ROLLBACK', rowCount: null, rows: [], fields: [] };
+        throw error;
+      });
+    };
+  });
+}
+
+/** pg's own flags, the ones pg-pool reads on release to discard a client. */
+function connectionLost(client: pg.PoolClient): boolean {
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
+  return state._queryable === false || state._ending === true;
 }

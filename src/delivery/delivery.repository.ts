@@ -20,15 +20,16 @@ export interface DeliveryRow {
   status: DeliveryStatus;
   attempts: number;
   budget_start: number;
-  next_attempt_at: Date | null;
+  /** Raw rows carry timestamps as text (MikroORM leaves type parsing to its entity hydration). */
+  next_attempt_at: string | null;
   leased_by: string | null;
   last_status_code: number | null;
   last_error: string | null;
   response_excerpt: string | null;
   origin_type: OriginType;
   origin_id: string;
-  created_at: Date;
-  finished_at: Date | null;
+  created_at: string;
+  finished_at: string | null;
 }
 
 export interface NewDeliveryRow {
