@@ -156,7 +156,10 @@ function isConnectionFailure(exception: unknown): boolean {
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
     const message = (current as { message?: unknown }).message;
-    if (typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect/i.test(message)) {
+    if (
+      typeof message === 'string' &&
+      /Connection terminated|timeout exceeded when trying to connect|not queryable/i.test(message)
+    ) {
       return true;
     }
     current = (current as { cause?: unknown }).cause;

@@ -43,24 +43,27 @@ export function createOrmConfig(clientUrl: string, poolSize: number): Options {
  * each cut transaction leaked a pool slot for good, and `orm.close()` hung on it. The server has
  * already rolled back a transaction whose session ended, so a `rollback` on a client that lost its
  * connection is reported as done: Kysely then releases the client and pg-pool discards it (it is no
- * longer queryable). A failed rollback on a live connection still throws.
+ * longer queryable). A `begin` that fails the same way would leak the client likewise (Kysely acquires it
+ * first): it is reported as done too, the transaction's first statement then fails on the dead
+ * client and the rollback above releases it. Failures on a live connection still throw.
  */
 export function releaseDeadTransactions(pool: pg.Pool): void {
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const result = query(...args);
-      if (args[0] !== 'rollback' || !(result instanceof Promise)) return result;
+      if ((args[0] !== 'rollback' && args[0] !== 'begin') || !(result instanceof Promise)) return result;
       return result.catch((error: unknown) => {
-        if (connectionLost(client)) return { command: 'ROLLBACK', rowCount: null, rows: [], fields: [] };
+        if (connectionLost(client))
+          return { command: String(args[0]).toUpperCase(), rowCount: null, rows: [], fields: [] };
         throw error;
       });
     };
   });
 }
 
-/** pg's own flags, the ones pg-pool reads on release to discard a client. */
+/** pg's own flags (pg-pool reads `_queryable` and `_ending` on release to discard a client). */
 function connectionLost(client: pg.PoolClient): boolean {
-  const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
-  return state._queryable === false || state._ending === true;
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean; _ended?: boolean };
+  return state._queryable === false || state._ending === true || state._ended === true;
 }
