@@ -9,6 +9,18 @@ import { UuidParam } from '../common/uuid-param.pipe.js';
 import { ExecutionResponse, FlowResponse, ListExecutionsQuery, SaveFlowDto, StartExecutionDto } from './flows.dto.js';
 import { FlowsService } from './flows.service.js';
 
+/** What saving a definition (POST or PUT) can refuse. */
+const ApiDefinitionErrors = () =>
+  ApiErrors(
+    'VALIDATION_FAILED',
+    'INVALID_EXPRESSION',
+    'INVALID_SCHEMA',
+    'INVALID_DURATION',
+    'INVALID_URL',
+    'CALLBACK_URL_FORBIDDEN',
+    'CONFLICT',
+  );
+
 @ApiTags('flows')
 @ApiBearerAuth()
 @ApiErrors('UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND')
@@ -20,15 +32,7 @@ export class FlowsController {
   @Post('applications/:applicationId/flows')
   @ApiOperation({ summary: 'Create a flow; callback steps get a triggerId and an activationUrl' })
   @ApiCreatedResponse({ type: FlowResponse })
-  @ApiErrors(
-    'VALIDATION_FAILED',
-    'INVALID_EXPRESSION',
-    'INVALID_SCHEMA',
-    'INVALID_DURATION',
-    'INVALID_URL',
-    'CALLBACK_URL_FORBIDDEN',
-    'CONFLICT',
-  )
+  @ApiDefinitionErrors()
   create(
     @CurrentPrincipal() principal: MachinePrincipal,
     @Param('applicationId', UuidParam) applicationId: string,
@@ -61,15 +65,7 @@ export class FlowsController {
     summary: 'Save a new version; started executions keep theirs, unchanged callback steps keep their URLs',
   })
   @ApiOkResponse({ type: FlowResponse })
-  @ApiErrors(
-    'VALIDATION_FAILED',
-    'INVALID_EXPRESSION',
-    'INVALID_SCHEMA',
-    'INVALID_DURATION',
-    'INVALID_URL',
-    'CALLBACK_URL_FORBIDDEN',
-    'CONFLICT',
-  )
+  @ApiDefinitionErrors()
   replace(
     @CurrentPrincipal() principal: MachinePrincipal,
     @Param('id', UuidParam) id: string,

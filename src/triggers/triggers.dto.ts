@@ -1,10 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsBoolean, IsIn, IsOptional, IsString, IsUUID, MaxLength, ValidateIf } from 'class-validator';
-import { IsName, IsRunKey } from '../common/validators.js';
+import { IsBoolean, IsIn, IsOptional, IsString, IsUUID, MaxLength } from 'class-validator';
+import { IsName, IsOptionalNotNull, IsRunKey } from '../common/validators.js';
 import { MISFIRE_POLICIES, type MisfirePolicy } from './triggers.entities.js';
-
-/** PATCH fields whose column is NOT NULL: absent leaves them alone, null is a validation error. */
-const UnlessAbsent = () => ValidateIf((_object: object, value: unknown) => value !== undefined);
 
 export class CreateTriggerDto {
   @IsName('Hourly Payment Processing')
@@ -50,29 +47,29 @@ export class CreateTriggerDto {
 }
 
 export class UpdateTriggerDto {
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsName('Hourly Payment Processing', true)
   name?: string;
 
   @ApiPropertyOptional({ example: '*/30 * * * * *' })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsString()
   @MaxLength(200)
   cronExpression?: string;
 
   @ApiPropertyOptional({ example: 'UTC' })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsString()
   @MaxLength(100)
   timezone?: string;
 
   @ApiPropertyOptional({ example: 'hourly-payment' })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsRunKey()
   runKey?: string;
 
   @ApiPropertyOptional()
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsBoolean()
   enabled?: boolean;
 
@@ -87,7 +84,7 @@ export class UpdateTriggerDto {
   flowId?: string | null;
 
   @ApiPropertyOptional({ enum: MISFIRE_POLICIES })
-  @UnlessAbsent()
+  @IsOptionalNotNull()
   @IsIn(MISFIRE_POLICIES)
   misfirePolicy?: MisfirePolicy;
 }
