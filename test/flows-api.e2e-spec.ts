@@ -429,6 +429,46 @@ describe('flows API', () => {
       expect(stepNames(freshDone)).toEqual(['Start', 'Approve', 'Only in v2'].sort());
     });
 
+    it('a kept callback step is gated by its current definition, also for executions pinned to v1', async () => {
+      const v1 = await flows.create([
+        callback('Start'),
+        callback('Approve'),
+        { type: 'delay', name: 'Only in v1', duration: 'PT0S' },
+      ]);
+      const pinned = await flows.startWaiting(v1.id, 'Approve');
+      const v2: FlowBody = (
+        await t.http
+          .put(`/api/flows/${v1.id}`)
+          .set(operator)
+          .send({
+            name: v1.name,
+            steps: [
+              callback('Start'),
+              callback('Approve', {
+                schema: { type: 'object', required: ['approved'], properties: { approved: { type: 'boolean' } } },
+                condition: { type: 'JQ', expressions: ['.data.approved'], combinator: 'and' },
+              }),
+            ],
+          })
+          .expect(200)
+      ).body;
+      const path = `${activationPath(v2, 'Approve')}?execution=${pinned.id}`;
+
+      const invalid = await t.http.post(path).send({});
+      expect(invalid.status).toBe(400);
+      expect(invalid.body.code).toBe('INVALID_PAYLOAD');
+      const refused = await t.http.post(path).send({ approved: false }).expect(200);
+      expect(refused.headers['x-activation']).toBe('ignored');
+      expect((await flows.get(pinned.id)).status).toBe('waiting');
+
+      await t.http.post(path).send({ approved: true }).expect(200);
+      // The gate is v2's; what follows the step is still v1's.
+      const done = await flows.until(pinned.id, (e) => e.status === 'completed');
+      expect(done.flowVersion).toBe(1);
+      expect(stepNames(done)).toEqual(['Approve', 'Only in v1', 'Start']);
+      expect(done.context.steps.Approve.data).toEqual({ approved: true });
+    });
+
     it('the URL of a callback step a PUT renamed still resumes the executions waiting there on v1', async () => {
       const v1 = await flows.create([
         callback('Start'),
