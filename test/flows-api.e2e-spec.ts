@@ -392,6 +392,10 @@ describe('flows API', () => {
       expect((await t.http.get(`/api/flows/${flow.id}`).set(operator).expect(200)).body).toEqual(flow);
     });
 
+    /** PUT a new version of the flow under the same name; its body. */
+    const newVersion = async (flow: FlowBody, steps: object[]): Promise<FlowBody> =>
+      (await t.http.put(`/api/flows/${flow.id}`).set(operator).send({ name: flow.name, steps }).expect(200)).body;
+
     it('executions started on v1 finish on v1 after a PUT (version pinning)', async () => {
       const v1 = await flows.create([
         callback('Start'),
@@ -399,16 +403,11 @@ describe('flows API', () => {
         { type: 'delay', name: 'Only in v1', duration: 'PT0S' },
       ]);
       const pinned = await flows.startWaiting(v1.id, 'Approve');
-      const v2: FlowBody = (
-        await t.http
-          .put(`/api/flows/${v1.id}`)
-          .set(operator)
-          .send({
-            name: v1.name,
-            steps: [callback('Start'), callback('Approve'), { type: 'delay', name: 'Only in v2', duration: 'PT0S' }],
-          })
-          .expect(200)
-      ).body;
+      const v2 = await newVersion(v1, [
+        callback('Start'),
+        callback('Approve'),
+        { type: 'delay', name: 'Only in v2', duration: 'PT0S' },
+      ]);
       expect(v2.steps[1].triggerId).toBe(v1.steps[1].triggerId);
 
       await t.http
@@ -436,22 +435,13 @@ describe('flows API', () => {
         { type: 'delay', name: 'Only in v1', duration: 'PT0S' },
       ]);
       const pinned = await flows.startWaiting(v1.id, 'Approve');
-      const v2: FlowBody = (
-        await t.http
-          .put(`/api/flows/${v1.id}`)
-          .set(operator)
-          .send({
-            name: v1.name,
-            steps: [
-              callback('Start'),
-              callback('Approve', {
-                schema: { type: 'object', required: ['approved'], properties: { approved: { type: 'boolean' } } },
-                condition: { type: 'JQ', expressions: ['.data.approved'], combinator: 'and' },
-              }),
-            ],
-          })
-          .expect(200)
-      ).body;
+      const v2 = await newVersion(v1, [
+        callback('Start'),
+        callback('Approve', {
+          schema: { type: 'object', required: ['approved'], properties: { approved: { type: 'boolean' } } },
+          condition: { type: 'JQ', expressions: ['.data.approved'], combinator: 'and' },
+        }),
+      ]);
       const path = `${activationPath(v2, 'Approve')}?execution=${pinned.id}`;
 
       const invalid = await t.http.post(path).send({});
@@ -476,16 +466,11 @@ describe('flows API', () => {
         { type: 'delay', name: 'Done', duration: 'PT0S' },
       ]);
       const pinned = await flows.startWaiting(v1.id, 'Approve');
-      const v2: FlowBody = (
-        await t.http
-          .put(`/api/flows/${v1.id}`)
-          .set(operator)
-          .send({
-            name: v1.name,
-            steps: [callback('Start'), callback('Approval'), { type: 'delay', name: 'Done', duration: 'PT0S' }],
-          })
-          .expect(200)
-      ).body;
+      const v2 = await newVersion(v1, [
+        callback('Start'),
+        callback('Approval'),
+        { type: 'delay', name: 'Done', duration: 'PT0S' },
+      ]);
       const fresh = await flows.startWaiting(v1.id, 'Approval');
 
       await t.http.get(`${activationPath(v1, 'Approve')}?execution=${pinned.id}`).expect(200);
