@@ -46,15 +46,24 @@ export function createOrmConfig(clientUrl: string, poolSize: number): Options {
  * longer queryable). A `begin` that fails the same way would leak the client likewise (Kysely acquires it
  * first): it is reported as done too, the transaction's first statement then fails on the dead
  * client and the rollback above releases it. Failures on a live connection still throw.
+ *
+ * A session can also end *in answer to* a statement: when PostgreSQL shuts down under load, its FATAL
+ * ("terminating connection due to administrator command") crosses the `begin` or `rollback` the client
+ * has just sent and arrives as that statement's error while the socket is still open (the close comes
+ * in a later read), so pg still calls the client queryable: the `begin`/`rollback` threw, and the
+ * connection leaked as above. So a client whose statement ends its session is ended at once, whatever
+ * the statement: it then counts as lost here, and pg-pool discards it on release instead of handing a
+ * dead session to the next request before the close arrives.
  */
 export function releaseDeadTransactions(pool: pg.Pool): void {
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
       const result = query(...args);
-      if ((args[0] !== 'rollback' && args[0] !== 'begin') || !(result instanceof Promise)) return result;
+      if (!(result instanceof Promise)) return result;
       return result.catch((error: unknown) => {
-        if (connectionLost(client))
+        if (endsSession(error)) void client.end().catch(() => undefined);
+        if ((args[0] === 'rollback' || args[0] === 'begin') && connectionLost(client))
           return { command: String(args[0]).toUpperCase(), rowCount: null, rows: [], fields: [] };
         throw error;
       });
@@ -66,4 +75,16 @@ export function releaseDeadTransactions(pool: pg.Pool): void {
 function connectionLost(client: pg.PoolClient): boolean {
   const state = client as unknown as { _queryable?: boolean; _ending?: boolean; _ended?: boolean };
   return state._queryable === false || state._ending === true || state._ended === true;
+}
+
+/**
+ * PostgreSQL closes the session after any FATAL or PANIC. `severity` may be translated (lc_messages),
+ * so the SQLSTATEs of a session ending are checked too: operator intervention (57P01 admin shutdown,
+ * 57P02 crash shutdown, 57P03 cannot connect now, 57P04 database dropped, 57P05 idle session
+ * timeout), 25P03 idle-in-transaction timeout, and the connection exceptions (class 08).
+ */
+function endsSession(error: unknown): boolean {
+  const { severity, code } = (error ?? {}) as { severity?: unknown; code?: unknown };
+  if (severity === 'FATAL' || severity === 'PANIC') return true;
+  return typeof code === 'string' && (code.startsWith('57P') || code.startsWith('08') || code === '25P03');
 }
