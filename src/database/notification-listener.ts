@@ -34,11 +34,19 @@ export class NotificationListener {
   private async connect(failures: number): Promise<void> {
     if (this.stopped) return;
     const client = new pg.Client({ connectionString: this.url, application_name: 'switchyard-listener' });
+    let listening = false;
     client.on('notification', () => this.onNotify());
-    client.on('error', (error) => this.reconnect(client, failures + 1, error));
+    // Once listening, a later loss is a new outage: its backoff starts over rather than where the last one ended.
+    client.on('error', (error) => this.reconnect(client, listening ? 1 : failures + 1, error));
     try {
       await client.connect();
       await client.query(`listen ${this.channel}`);
+      if (this.stopped) {
+        // stop() ran while this connection was being made: it could not end it.
+        await client.end().catch(() => undefined);
+        return;
+      }
+      listening = true;
       this.client = client;
       if (failures > 0) this.logger.log(`listening on ${this.channel} again`);
       this.onNotify();
