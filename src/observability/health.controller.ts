@@ -1,4 +1,4 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Logger, ServiceUnavailableException } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import {
   HealthCheck,
@@ -9,6 +9,7 @@ import {
 } from '@nestjs/terminus';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Public } from '../auth/auth.decorators.js';
+import { DomainException } from '../common/errors.js';
 import { pendingMigrations } from '../database/migrate.js';
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -16,6 +17,8 @@ const CHECK_TIMEOUT_MS = 2_000;
 @ApiTags('operations')
 @Controller('health')
 export class HealthController {
+  private readonly logger = new Logger(HealthController.name);
+
   constructor(
     private readonly health: HealthCheckService,
     private readonly indicator: HealthIndicatorService,
@@ -33,8 +36,35 @@ export class HealthController {
   @Get('ready')
   @HealthCheck()
   @ApiOperation({ summary: 'The database answers and every migration is applied; 503 otherwise' })
-  ready(): Promise<HealthCheckResult> {
-    return this.health.check([() => this.database(), () => this.migrations()]);
+  async ready(): Promise<HealthCheckResult> {
+    try {
+      return await this.health.check([() => this.database(), () => this.migrations()]);
+    } catch (error) {
+      if (!(error instanceof ServiceUnavailableException)) throw error;
+      throw this.notReady(error.getResponse() as HealthCheckResult);
+    }
+  }
+
+  /**
+   * The error body says which checks failed (and which migrations are pending), so an operator or a
+   * load balancer's log shows why; the driver's own message, which can name internal addresses, goes to
+   * the log only, since this route is public.
+   */
+  private notReady(result: HealthCheckResult): DomainException {
+    const failed = result.error ?? {};
+    const checks = Object.fromEntries(
+      Object.entries(result.details).map(([name, { status, pending }]) =>
+        pending === undefined ? [name, { status }] : [name, { status, pending }],
+      ),
+    );
+    for (const [name, check] of Object.entries(failed))
+      if (check?.message !== undefined) this.logger.warn(`not ready: ${name}: ${String(check.message)}`);
+    return new DomainException(
+      'UNAVAILABLE',
+      `Not ready: ${Object.keys(failed).join(', ') || 'a check'} down`,
+      { checks },
+      { 'retry-after': '1' },
+    );
   }
 
   private async database(): Promise<HealthIndicatorResult> {
