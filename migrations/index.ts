@@ -4,6 +4,7 @@ import { Migration20261123010000_deliveries } from './Migration20261123010000_de
 import { Migration20261123020000_cron_triggers } from './Migration20261123020000_cron_triggers.js';
 import { Migration20261123030000_flows } from './Migration20261123030000_flows.js';
 import { Migration20261123040000_retention } from './Migration20261123040000_retention.js';
+import { Migration20261124000000_attempt_replica } from './Migration20261124000000_attempt_replica.js';
 
 /**
  * Every migration, oldest first. Listed explicitly so the compiled service, the tests (which
@@ -15,4 +16,5 @@ export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261123020000_cron_triggers', class: Migration20261123020000_cron_triggers },
   { name: 'Migration20261123030000_flows', class: Migration20261123030000_flows },
   { name: 'Migration20261123040000_retention', class: Migration20261123040000_retention },
+  { name: 'Migration20261124000000_attempt_replica', class: Migration20261124000000_attempt_replica },
 ];

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestApp, TEST_SECRETS_KEY, type TestApp } from './support/app.js';
 import {
@@ -96,7 +96,7 @@ describe.runIf(hasServer)('a replica killed mid-delivery', () => {
     expect(row).toMatchObject({ status: 'SENDING', attempts: 1 });
     const leaseEnd = row.leased_until.getTime();
 
-    await spawnReplica();
+    const second = await spawnReplica();
     await receiver.waitFor(2, LEASE_MS + 20_000);
     const [lost, retried] = receiver.requests;
     // Not before the lease ran out (allow for clock reading between PostgreSQL and this process).
@@ -115,6 +115,16 @@ describe.runIf(hasServer)('a replica killed mid-delivery', () => {
     expect(delivered.attemptLog).toHaveLength(2);
     expect(delivered.attemptLog[0]).toMatchObject({ statusCode: null, error: expect.stringMatching(/^lease expired/) });
     expect(delivered.attemptLog[1]).toMatchObject({ statusCode: 200, error: null });
+    // Each attempt names the replica that made it, the lost one included (from its expired lease).
+    const replicas = await sql<{ replica: string }>(
+      database.url!,
+      'select replica from delivery_attempts where delivery_id = $1 order by attempt',
+      [enqueued.id],
+    );
+    expect(replicas.map((row) => row.replica)).toEqual([
+      `${hostname()}:${first.child.pid}`,
+      `${hostname()}:${second.child.pid}`,
+    ]);
     // Exactly the two receipts: nothing lost, no third send.
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(receiver.requests).toHaveLength(2);

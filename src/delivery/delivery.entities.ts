@@ -65,6 +65,10 @@ export class DeliveryAttempt {
   @Property({ type: 'integer' })
   attempt!: number;
 
+  /** `host:pid` of the replica that made the attempt (operators' SQL; not part of the API). */
+  @Property({ type: 'text', nullable: true })
+  replica!: string | null;
+
   @Property({ type: 'datetime', columnType: 'timestamptz' })
   at!: Date;
 

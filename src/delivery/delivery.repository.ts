@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from '@mikro-orm/postgresql';
+import { REPLICA_NAME } from '../common/replica.js';
 import type { DeliveryStatus, OriginType } from './delivery.types.js';
 
 export const DELIVERY_CHANNEL = 'switchyard_deliveries';
@@ -53,6 +54,8 @@ export interface AttemptRecord {
   deliveryId: string;
   tenantId: string;
   attempt: number;
+  /** The lease the attempt was made under: it names the replica that made it. */
+  leaseToken: string | null;
   statusCode: number | null;
   durationMs: number;
   responseExcerpt: string | null;
@@ -72,6 +75,11 @@ export interface ClaimOptions {
   /** Targets already at their in-flight cap on this replica. */
   busyTargets: string[];
   leaseMs: number;
+}
+
+/** A delivery reclaimed from a lease that expired, with the token its replica held. */
+export interface ReclaimedRow extends DeliveryRow {
+  expired_lease: string | null;
 }
 
 /**
@@ -123,7 +131,7 @@ export class DeliveryRepository {
   }
 
   async claimDue(em: EntityManager, options: ClaimOptions): Promise<{ leaseToken: string; rows: DeliveryRow[] }> {
-    const leaseToken = randomUUID();
+    const leaseToken = newLeaseToken();
     const rows = await em.execute<DeliveryRow[]>(
       `with candidates as (
          select id, coalesce(backend_id, application_id) as target, next_attempt_at
@@ -165,10 +173,10 @@ export class DeliveryRepository {
    * Hands deliveries whose replica died back to the queue. The attempt already counted when it
    * was claimed; whether it reached the receiver is unknown, which is why receivers dedupe.
    */
-  async reclaimExpiredLeases(em: EntityManager, limit = 500): Promise<DeliveryRow[]> {
-    return em.execute<DeliveryRow[]>(
+  async reclaimExpiredLeases(em: EntityManager, limit = 500): Promise<ReclaimedRow[]> {
+    return em.execute<ReclaimedRow[]>(
       `with expired as (
-         select id from deliveries
+         select id, leased_by from deliveries
           where status = 'SENDING' and leased_until < now()
           limit ?
           for update skip locked
@@ -177,7 +185,7 @@ export class DeliveryRepository {
           set status = 'PENDING', next_attempt_at = now(), leased_until = null, leased_by = null, updated_at = now()
          from expired
         where d.id = expired.id
-       returning d.*`,
+       returning d.*, expired.leased_by as expired_lease`,
       [limit],
     );
   }
@@ -198,14 +206,15 @@ export class DeliveryRepository {
 
   async recordAttempt(em: EntityManager, attempt: AttemptRecord): Promise<void> {
     await em.execute(
-      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, at, status_code, duration_ms,
+      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, replica, at, status_code, duration_ms,
                                       response_excerpt, error)
-       values (?, ?, ?, ?, now(), ?, ?, ?, ?)`,
+       values (?, ?, ?, ?, ?, now(), ?, ?, ?, ?)`,
       [
         randomUUID(),
         attempt.tenantId,
         attempt.deliveryId,
         attempt.attempt,
+        leaseHolder(attempt.leaseToken),
         attempt.statusCode,
         attempt.durationMs,
         attempt.responseExcerpt,
@@ -218,14 +227,15 @@ export class DeliveryRepository {
   async recordAttempts(em: EntityManager, attempts: readonly AttemptRecord[]): Promise<void> {
     if (attempts.length === 0) return;
     await em.execute(
-      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, at, status_code, duration_ms,
+      `insert into delivery_attempts (id, tenant_id, delivery_id, attempt, replica, at, status_code, duration_ms,
                                       response_excerpt, error)
-       values ${attempts.map(() => '(?, ?, ?, ?, now(), ?, ?, ?, ?)').join(', ')}`,
+       values ${attempts.map(() => '(?, ?, ?, ?, ?, now(), ?, ?, ?, ?)').join(', ')}`,
       attempts.flatMap((attempt) => [
         randomUUID(),
         attempt.tenantId,
         attempt.deliveryId,
         attempt.attempt,
+        leaseHolder(attempt.leaseToken),
         attempt.statusCode,
         attempt.durationMs,
         attempt.responseExcerpt,
@@ -366,6 +376,19 @@ export class DeliveryRepository {
       oldestDueAgeSeconds: oldest ? Math.max(0, (Date.now() - new Date(oldest).getTime()) / 1000) : 0,
     };
   }
+}
+
+/**
+ * `<replica>/<uuid>`: fresh per claim, so a lease lost to expiry can never record an outcome, and
+ * naming its replica, so `leased_by` says who holds a SENDING delivery.
+ */
+function newLeaseToken(): string {
+  return `${REPLICA_NAME}/${randomUUID()}`;
+}
+
+function leaseHolder(leaseToken: string | null): string | null {
+  const end = leaseToken?.lastIndexOf('/') ?? -1;
+  return end > 0 ? leaseToken!.slice(0, end) : null;
 }
 
 /**

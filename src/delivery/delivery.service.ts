@@ -126,6 +126,7 @@ export class DeliveryService {
           deliveryId: delivery.id,
           tenantId: delivery.tenant_id,
           attempt: delivery.attempts,
+          leaseToken,
           statusCode: result.statusCode,
           durationMs: Math.round(result.durationMs),
           responseExcerpt: result.responseExcerpt,
@@ -169,10 +170,11 @@ export class DeliveryService {
     }));
     await this.repository.recordAttempts(
       em,
-      outcomes.map(({ delivery, result, outcome }) => ({
+      outcomes.map(({ delivery, leaseToken, result, outcome }) => ({
         deliveryId: delivery.id,
         tenantId: delivery.tenant_id,
         attempt: delivery.attempts,
+        leaseToken,
         statusCode: result.statusCode,
         durationMs: Math.round(result.durationMs),
         responseExcerpt: result.responseExcerpt,

@@ -163,6 +163,8 @@ export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplication
           deliveryId: row.id,
           tenantId: row.tenant_id,
           attempt: row.attempts,
+          // Made by the replica that held the lease, not by this one.
+          leaseToken: row.expired_lease,
           statusCode: null,
           // Unknown: at least the lease (replicas share DELIVERY_LEASE_MS), since nobody answered within it.
           durationMs: this.config.deliveryLeaseMs,
