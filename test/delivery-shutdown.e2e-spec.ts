@@ -1,13 +1,15 @@
+import pg from 'pg';
 import { startTestApp, type TestApp } from './support/app.js';
+import { within } from './support/built-app.js';
 import { createTestDatabase, serverAvailable, type TestDatabase } from './support/database.js';
 import { enqueueOne, getDelivery, LOCAL_CALLBACKS, listenerCount, registerBackend, sql } from './support/deliveries.js';
-import { seedTenant, type SeededTenant } from './support/fixtures.js';
+import { bearer, seedTenant, type SeededTenant } from './support/fixtures.js';
 import { eventually, TestReceiver } from './support/receiver.js';
 
 /**
  * Graceful shutdown of a delivering replica (SPEC §6): stop claiming, let in-flight attempts
  * finish for SHUTDOWN_GRACE_MS, release the rest at once instead of leaving them to the lease.
- * Every instance shares one database; an API-only instance (DELIVERY_WORKER_ENABLED=false) seeds
+ * Every instance shares one database; an API-only instance (no delivery worker, no scheduler) seeds
  * and enqueues, so the only sender is the worker instance under test.
  */
 // Several instances on one database need a PostgreSQL server (the PGlite fallback serves one
@@ -40,7 +42,10 @@ describe.runIf(hasServer)('delivery worker shutdown', () => {
   beforeAll(async () => {
     database = await createTestDatabase();
     receiver = await TestReceiver.start();
-    api = await startTestApp({ database, env: { ...LOCAL_CALLBACKS, DELIVERY_WORKER_ENABLED: 'false' } });
+    api = await startTestApp({
+      database,
+      env: { ...LOCAL_CALLBACKS, DELIVERY_WORKER_ENABLED: 'false', SCHEDULER_ENABLED: 'false' },
+    });
     seed = await seedTenant(api);
   });
   afterAll(async () => {
@@ -137,5 +142,74 @@ describe.runIf(hasServer)('delivery worker shutdown', () => {
     });
     expect(delivered.attempts).toBe(2);
     expect(delivered.attemptLog.map((attempt) => attempt.statusCode)).toEqual([null, 200]);
+  });
+
+  it('stops claiming at once, even while its scheduler still waits for a batch under way', async () => {
+    // The replica under test is the only one with a worker.
+    for (const left of workers) await stopWorker(left);
+    receiver.requests.length = 0;
+    receiver.respond = () => ({ status: 200, body: '{"status":"success"}' });
+    const backend = (
+      await api.http
+        .post('/api/machine/register-backend')
+        .set(bearer(token()))
+        .send({ name: 'draining', callbackUrl: receiver.url('/draining'), runKeys: ['draining'] })
+        .expect(201)
+    ).body as { id: string };
+    const worker = await startWorker({ SHUTDOWN_GRACE_MS: '5000' });
+    const trigger = (
+      await api.http
+        .post(`/api/applications/${seed.application.id}/triggers`)
+        .set(bearer(seed.operatorUser.token))
+        .send({ name: 'every-second', cronExpression: '* * * * * *', runKey: 'draining' })
+        .expect(201)
+    ).body as { id: string };
+    await receiver.waitFor(1);
+
+    // The worker's next scheduler batch blocks on writing its runs (a test transaction holds the
+    // table); shutdown waits for that batch to commit before the connections close.
+    const observer = new pg.Client({ connectionString: database.url!, application_name: 'switchyard-test' });
+    const locker = new pg.Client({ connectionString: database.url!, application_name: 'switchyard-test' });
+    await observer.connect();
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table trigger_runs in share mode');
+      await eventually(async () => {
+        const { rows } = await observer.query(
+          `select pid from pg_stat_activity
+            where datname = current_database() and application_name = 'switchyard' and wait_event_type = 'Lock'
+              and query ilike 'insert into trigger_runs%'`,
+        );
+        return rows.length > 0;
+      });
+      const closing = stopWorker(worker);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // While the scheduler drains, the delivery worker must already be idle: a delivery enqueued
+      // now (NOTIFY included) stays queued for the next replica.
+      const queued = await enqueueOne(api, seed.tenant.id, backend.id, '{"n":4}');
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(await getDelivery(api, token(), queued.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
+      await locker.query('rollback');
+      await within(closing, 10_000, 'shutdown once the batch could commit');
+
+      // The batch under way committed its slot: one run per second, none missing.
+      const { rows: runs } = await observer.query<{ scheduled_for: Date }>(
+        'select scheduled_for from trigger_runs where trigger_id = $1 order by scheduled_for',
+        [trigger.id],
+      );
+      const seconds = runs.map((run) => run.scheduled_for.getTime());
+      expect(seconds).toEqual(seconds.map((_, index) => seconds[0] + index * 1_000));
+      expect(runs.length).toBeGreaterThanOrEqual(2);
+
+      // The next replica sends what was left, the queued delivery among it.
+      await startWorker({ SCHEDULER_ENABLED: 'false' });
+      await eventually(async () =>
+        receiver.requests.some((request) => request.headers['webhook-id'] === queued.webhookId),
+      );
+    } finally {
+      await locker.end().catch(() => undefined);
+      await observer.end().catch(() => undefined);
+    }
   });
 });

@@ -1,4 +1,10 @@
-import { type BeforeApplicationShutdown, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { EntityManager } from '@mikro-orm/postgresql';
 import { USER_AGENT } from '../common/version.js';
@@ -49,7 +55,7 @@ const RECORDERS = 2;
  * most DELIVERY_PER_TARGET_CONCURRENCY per target, and records each result.
  */
 @Injectable()
-export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(DeliveryWorker.name);
   private readonly inFlight = new Map<string, InFlight>();
   private readonly perTarget = new Map<string, number>();
@@ -97,11 +103,20 @@ export class DeliveryWorker implements OnApplicationBootstrap, BeforeApplication
     this.wake();
   }
 
-  /** Stop claiming; let in-flight attempts finish for SHUTDOWN_GRACE_MS; release the rest. */
-  async beforeApplicationShutdown(): Promise<void> {
+  /**
+   * Shutdown, first phase: stop claiming. Nest runs every module's onModuleDestroy before any
+   * beforeApplicationShutdown, and those run one module after another: stopped only there, this
+   * worker went on claiming while the flow worker and the scheduler finished their passes (up to
+   * 2 s after SIGTERM, measured on a loaded machine).
+   */
+  async onModuleDestroy(): Promise<void> {
     this.stopping = true;
     if (this.scheduler.doesExist('interval', POLL_INTERVAL_NAME)) this.scheduler.deleteInterval(POLL_INTERVAL_NAME);
     await this.listener?.stop();
+  }
+
+  /** Second phase: let in-flight attempts finish for SHUTDOWN_GRACE_MS; release the rest. */
+  async beforeApplicationShutdown(): Promise<void> {
     // A claim already under way returns leased rows; they must be in the snapshot below, or their
     // leases would stay taken until they expire instead of being finished or released.
     await this.claimed;

@@ -1,4 +1,10 @@
-import { type BeforeApplicationShutdown, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  type BeforeApplicationShutdown,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { EntityManager } from '@mikro-orm/postgresql';
 import { Clock } from '../common/clock.js';
@@ -27,7 +33,7 @@ const METRICS_INTERVAL_MS = 5_000;
  * mid-batch rolls the batch back and another replica fires those slots.
  */
 @Injectable()
-export class TriggerScheduler implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class TriggerScheduler implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger(TriggerScheduler.name);
   private readonly schedules = new Map<string, CronSchedule>();
   private ticking: Promise<boolean> | null = null;
@@ -54,9 +60,14 @@ export class TriggerScheduler implements OnApplicationBootstrap, BeforeApplicati
     this.scheduleTick(false);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /** Shutdown, first phase: no new tick or batch (as DeliveryWorker.onModuleDestroy, and for the same reason). */
+  onModuleDestroy(): void {
     this.stopping = true;
     if (this.scheduler.doesExist('timeout', TICK_TIMER_NAME)) this.scheduler.deleteTimeout(TICK_TIMER_NAME);
+  }
+
+  /** Second phase: the batches under way commit (or roll back) before the connections close. */
+  async beforeApplicationShutdown(): Promise<void> {
     await this.ticking;
   }
 
