@@ -1,13 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException, Logger } from '@nestjs/common';
-import {
-  ConnectionException,
-  DeadlockException,
-  LockWaitTimeoutException,
-  NotFoundError,
-  UniqueConstraintViolationException,
-} from '@mikro-orm/core';
+import { NotFoundError, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { FastifyReply } from 'fastify';
+import { hasSqlState, isDatabaseUnavailable, UNIQUE_VIOLATION } from './database-errors.js';
 import { DomainException, ErrorCode } from './errors.js';
 
 export interface ErrorBody {
@@ -71,13 +66,7 @@ export class AllExceptionsFilter implements ExceptionFilter {
     if (exception instanceof NotFoundError) {
       return { body: body('NOT_FOUND', 'Resource not found'), headers: {} };
     }
-    if (
-      exception instanceof ConnectionException ||
-      exception instanceof LockWaitTimeoutException ||
-      exception instanceof DeadlockException ||
-      hasSqlState(exception, BUSY) ||
-      isConnectionFailure(exception)
-    ) {
+    if (isDatabaseUnavailable(exception)) {
       this.logger.warn(`database unavailable: ${(exception as Error).message}`);
       return {
         body: body('UNAVAILABLE', 'The database is unavailable or busy; retry shortly'),
@@ -118,51 +107,4 @@ function fromHttpException(exception: HttpException): ErrorBody {
   const code = HTTP_STATUS_CODES[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'VALIDATION_FAILED');
   const message = status === 404 || status === 405 ? 'Route not found' : exception.message;
   return body(code, message);
-}
-
-/**
- * SQLSTATEs looked up by code as well as by MikroORM exception class: raw SQL (`em.execute`) can surface a driver
- * error that MikroORM did not convert (a plain pg `DatabaseError`, or a `DriverException` with only the code), and
- * callers sometimes wrap it (`cause`).
- */
-const UNIQUE_VIOLATION = new Set(['23505']);
-/** Deadlock, lock not available (NOWAIT or lock_timeout), statement timeout or cancel: busy, worth retrying. */
-const BUSY = new Set(['40P01', '55P03', '57014']);
-
-function hasSqlState(exception: unknown, codes: ReadonlySet<string>): boolean {
-  let current: unknown = exception;
-  for (let depth = 0; current && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && codes.has(code)) return true;
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
-}
-
-const CONNECTION_ERROR_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  '57P01',
-  '57P03',
-  '08006',
-  '08001',
-]);
-
-function isConnectionFailure(exception: unknown): boolean {
-  let current: unknown = exception;
-  for (let depth = 0; current && depth < 4; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
-    const message = (current as { message?: unknown }).message;
-    if (
-      typeof message === 'string' &&
-      /Connection terminated|timeout exceeded when trying to connect|not queryable/i.test(message)
-    ) {
-      return true;
-    }
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
 }

@@ -8,6 +8,7 @@ import {
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { EntityManager } from '@mikro-orm/postgresql';
 import { Clock } from '../common/clock.js';
+import { isDatabaseUnavailable } from '../common/database-errors.js';
 import { AppConfig } from '../config/app-config.js';
 import { CronSchedule, type Occurrences } from './cron-schedule.js';
 import { FIRE_ALL_CAP, planSlots } from './misfire.js';
@@ -144,7 +145,8 @@ export class TriggerScheduler implements OnApplicationBootstrap, OnModuleDestroy
    * trigger's next run with one UPDATE. Returns how many triggers were claimed. If the batch
    * fails, its triggers are fired one per transaction instead, so that one trigger that cannot
    * fire (its flow refuses to start, say) does not hold back the others claimed with it, at
-   * every tick, for as long as it stays at the head of the due index.
+   * every tick, for as long as it stays at the head of the due index. A batch the database
+   * could not take (connection lost, deadlock) is no trigger's fault: the next tick tries it again.
    */
   private async fireBatch(): Promise<number> {
     const now = this.clock.now();
@@ -156,7 +158,7 @@ export class TriggerScheduler implements OnApplicationBootstrap, OnModuleDestroy
           this.fireClaimed(em, await this.repository.claimDue(em, now, BATCH_SIZE, excluded), now),
         );
     } catch (error) {
-      if (this.stopping) throw error;
+      if (this.stopping || isDatabaseUnavailable(error)) throw error;
       this.logger.warn(`a scheduler batch failed (${(error as Error).message}); firing its triggers one by one`);
       return this.fireSingly(now, excluded);
     }
@@ -165,8 +167,8 @@ export class TriggerScheduler implements OnApplicationBootstrap, OnModuleDestroy
   /**
    * Up to a batch of due triggers, each in its own transaction. One that fails is quarantined:
    * left due (its slot is not lost) but not claimed by this replica for a while, with the
-   * error logged; the trigger after it goes on. A failed claim is the database's problem, not a
-   * trigger's, and is thrown.
+   * error logged; the trigger after it goes on. A failed claim, or a database that fails under
+   * the firing (its connection cut, say), is the database's problem, not a trigger's, and is thrown.
    */
   private async fireSingly(now: Date, excluded: string[]): Promise<number> {
     let claimed = 0;
@@ -179,7 +181,7 @@ export class TriggerScheduler implements OnApplicationBootstrap, OnModuleDestroy
         });
         if (fired === 0) break;
       } catch (error) {
-        if (!trigger) throw error;
+        if (!trigger || isDatabaseUnavailable(error)) throw error;
         this.quarantine(trigger.id, now, error as Error);
         excluded.push(trigger.id);
       }
