@@ -1,9 +1,10 @@
 import pg from 'pg';
+import { DeliveryMetrics } from '../src/delivery/delivery.metrics.js';
 import { TriggerMetrics } from '../src/triggers/triggers.metrics.js';
 import { startTestApp, type TestApp } from './support/app.js';
 import { within } from './support/built-app.js';
 import { serverAvailable } from './support/database.js';
-import { counterTotal, LOCAL_CALLBACKS } from './support/deliveries.js';
+import { counterTotal, enqueueMany, LOCAL_CALLBACKS, registerBackend } from './support/deliveries.js';
 import { bearer, type SeededTenant, seedTenant } from './support/fixtures.js';
 import { eventually, TestReceiver } from './support/receiver.js';
 
@@ -185,5 +186,56 @@ describe.runIf(hasServer)("a worker's database connection cut mid-transaction", 
     );
     // A cut connection is the database's trouble, not a trigger's: none was set aside.
     expect(await counterTotal(t.app.get(TriggerMetrics).fireFailures)).toBe(0);
+  }, 60_000);
+
+  it('a delivery result batch cut mid-transaction: every result recorded once, nothing sent twice', async () => {
+    const observer = await connect();
+    receiver.requests.length = 0;
+    // Answers take 2 s: long enough to take the lock while every attempt is still in flight.
+    receiver.respond = () => ({ status: 200, body: '{"status":"success"}', delayMs: 2_000 });
+    const backends = [];
+    for (let index = 0; index < 4; index++) {
+      backends.push(await registerBackend(t, seed.backendUser.token, `cut-${index}`, receiver.url(`/cut/${index}`)));
+    }
+    const enqueued = await enqueueMany(t, {
+      tenantId: seed.tenant.id,
+      backendIds: backends.map((backend) => backend.id),
+      count: 40,
+    });
+    await receiver.waitFor(40);
+
+    // The result batch logs its attempts, then blocks on marking the deliveries SUCCEEDED: cut
+    // there. (The worker's next claim blocks on the same lock, and is left alone.)
+    const locker = await connect();
+    await locker.query('begin');
+    await locker.query('lock table deliveries in share mode');
+    try {
+      await cutWhenBlocked(observer, `update deliveries d%SUCCEEDED%`);
+    } finally {
+      await locker.query('rollback');
+    }
+
+    // Written again, one by one, from what the worker still holds: nothing waits for a lease.
+    await eventually(async () => {
+      const { rows } = await observer.query<{ succeeded: string }>(
+        `select count(*) as succeeded from deliveries where id = any($1::uuid[]) and status = 'SUCCEEDED'`,
+        [enqueued.map((delivery) => delivery.id)],
+      );
+      return Number(rows[0].succeeded) === enqueued.length;
+    }, 10_000);
+    const { rows: attempts } = await observer.query<{ delivery_id: string; attempt: number; status_code: number }>(
+      `select a.delivery_id, a.attempt, a.status_code from delivery_attempts a
+        where a.delivery_id = any($1::uuid[])`,
+      [enqueued.map((delivery) => delivery.id)],
+    );
+    // One attempt logged per delivery: the cut batch's inserts went with it.
+    expect(attempts).toHaveLength(enqueued.length);
+    expect(new Set(attempts.map((attempt) => attempt.delivery_id)).size).toBe(enqueued.length);
+    expect(attempts.every((attempt) => attempt.attempt === 1 && attempt.status_code === 200)).toBe(true);
+    expect(receiver.requests).toHaveLength(enqueued.length);
+    expect(new Set(receiver.requests.map((request) => request.headers['webhook-id']))).toEqual(
+      new Set(enqueued.map((delivery) => delivery.webhookId)),
+    );
+    expect(await counterTotal(t.app.get(DeliveryMetrics).attempts)).toBeGreaterThanOrEqual(enqueued.length);
   }, 60_000);
 });

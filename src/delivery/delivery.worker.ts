@@ -65,6 +65,8 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, 
   /** The latest claim loop, so shutdown can wait for rows it is about to lease. */
   private claimed: Promise<void> = Promise.resolve();
   private claimAgain = false;
+  /** A poll still running when the interval fires again is not joined by another. */
+  private polling = false;
   private stopping = false;
   private lastStatsAt = 0;
   /** Results waiting to be written, and recordLoops writing them (see record). */
@@ -149,8 +151,13 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, 
     return this.inFlight.size;
   }
 
+  /**
+   * One at a time: while the database stalls (a lock on deliveries, a failover), overlapping polls
+   * would each hold a pooled connection until none were left for recording results.
+   */
   private async poll(): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping || this.polling) return;
+    this.polling = true;
     try {
       const reclaimed = await this.reclaimExpiredLeases();
       if (reclaimed > 0) this.logger.warn(`reclaimed ${reclaimed} deliveries whose lease expired`);
@@ -162,6 +169,8 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnModuleDestroy, 
       }
     } catch (error) {
       this.logger.warn(`delivery poll failed: ${(error as Error).message}`);
+    } finally {
+      this.polling = false;
     }
     this.wake();
   }
