@@ -1,8 +1,9 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Test } from '@nestjs/testing';
 import { AppConfig } from '../config/app-config.js';
 import {
+  IDLE_SOCKET_TIMEOUT_MS,
   isSuccessfulResponse,
   parseRetryAfter,
   RESPONSE_EXCERPT_BYTES,
@@ -24,7 +25,7 @@ type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 class Receiver {
   readonly requests: ReceivedRequest[] = [];
   connections = 0;
-  private readonly server: http.Server;
+  readonly server: http.Server;
 
   constructor(private readonly handler: Handler) {
     this.server = http.createServer((req, res) => {
@@ -282,6 +283,120 @@ describe('WebhookSender request', () => {
     }
     expect(target.requests).toHaveLength(5);
     expect(target.connections).toBe(1);
+  });
+});
+
+/** Numbers each request by its place on its connection: 1 for the first request a connection carries. */
+function requestNumberOnConnection(): (req: http.IncomingMessage) => number {
+  const counts = new WeakMap<object, number>();
+  return (req) => {
+    const count = (counts.get(req.socket) ?? 0) + 1;
+    counts.set(req.socket, count);
+    return count;
+  };
+}
+
+const signed = (id: string): Partial<SendRequest> => ({
+  headers: { 'content-type': 'application/json', 'webhook-id': id, 'webhook-signature': `v1,${id}=` },
+  body: `{"id":"${id}"}`,
+});
+
+describe('WebhookSender on a pooled connection the receiver closed', () => {
+  // Each receiver answers a connection's first request and does what the test says with the later ones, so what
+  // happens on a reused connection is decided by the server, not by timing.
+  async function warmedUp(
+    later: Handler,
+    pooledConnections = 1,
+  ): Promise<{ target: Receiver; client: WebhookSender; answered: string[] }> {
+    const answered: string[] = [];
+    const nth = requestNumberOnConnection();
+    const target = await receiver((req, res) => {
+      if (nth(req) > 1) return later(req, res);
+      answered.push(String(req.headers['webhook-id']));
+      res.end('{"status":"ok"}');
+    });
+    const client = sender();
+    // Concurrent sends find no free socket, so each opens a connection that then waits in the pool.
+    const warmups = Array.from({ length: pooledConnections }, (_, i) =>
+      client.send(post(target.url, signed(`msg_w${i}`))),
+    );
+    for (const warmup of await Promise.all(warmups)) expect(warmup.succeeded).toBe(true);
+    answered.length = 0;
+    return { target, client, answered };
+  }
+
+  it.each([
+    ['closes', 'destroy'],
+    ['resets', 'resetAndDestroy'],
+  ] as const)(
+    'resends once on a fresh connection when the receiver %s the reused one as the request arrives',
+    async (_, drop) => {
+      // What a receiver's idle timeout does when it fires as our request is written: the connection goes, unanswered.
+      // Two pooled connections, both stale: a resend that went back to the pool would meet the second one.
+      const { target, client, answered } = await warmedUp((req) => req.socket[drop](), 2);
+      const result = await client.send(post(target.url, signed('msg_2')));
+      expect(result).toMatchObject({ statusCode: 200, error: null, succeeded: true });
+      expect(answered).toEqual(['msg_2']);
+      expect(target.connections).toBe(3);
+      const [dropped, resent] = target.requests.slice(2);
+      expect(target.requests).toHaveLength(4);
+      expect(resent.headers).toMatchObject({ 'webhook-id': 'msg_2', 'webhook-signature': 'v1,msg_2=' });
+      expect(resent.body.equals(dropped.body)).toBe(true);
+    },
+  );
+
+  it('fails the attempt when the resend is reset too, without trying again', async () => {
+    let requests = 0;
+    const target = await receiver((req, res) => (++requests === 1 ? res.end() : req.socket.destroy()));
+    const client = sender();
+    expect((await client.send(post(target.url, signed('msg_warmup')))).succeeded).toBe(true);
+    const result = await client.send(post(target.url, signed('msg_2')));
+    expect(result).toMatchObject({ statusCode: null, error: 'connection reset', succeeded: false });
+    expect(target.requests).toHaveLength(3);
+    expect(target.connections).toBe(2);
+  });
+
+  it('does not resend after the response started', async () => {
+    const { target, client } = await warmedUp((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"status":', () => req.socket.destroy());
+    });
+    const result = await client.send(post(target.url, signed('msg_2')));
+    expect(result).toMatchObject({ statusCode: 200, error: 'connection reset', succeeded: false });
+    expect(target.requests).toHaveLength(2);
+    expect(target.connections).toBe(1);
+  });
+
+  it('does not resend on a timeout', async () => {
+    const { target, client } = await warmedUp(() => {});
+    const result = await client.send(post(target.url, { ...signed('msg_2'), timeoutMs: 300 }));
+    expect(result).toMatchObject({ statusCode: null, error: 'timeout after 300 ms', succeeded: false });
+    expect(target.requests).toHaveLength(2);
+    expect(target.connections).toBe(1);
+  });
+
+  it('does not resend a reset on a fresh connection', async () => {
+    const target = await receiver((req) => req.socket.destroy());
+    const result = await sender().send(post(target.url, signed('msg_1')));
+    expect(result).toMatchObject({ statusCode: null, error: 'connection reset', succeeded: false });
+    expect(target.requests).toHaveLength(1);
+    expect(target.connections).toBe(1);
+  });
+
+  it('closes an idle connection before the receiver does, honouring a shorter Keep-Alive hint', async () => {
+    const target = await receiver(reply(204));
+    // Node answers "Keep-Alive: timeout=2"; the agent keeps the socket for 2 s less its 1 s buffer, the server for
+    // 2 s plus its own. Without an agent timeout, Node's agent ignores the hint and the server would close first.
+    target.server.keepAliveTimeout = 2000;
+    expect(IDLE_SOCKET_TIMEOUT_MS).toBeGreaterThan(2000);
+    const closedBy = new Promise<string>((resolve) =>
+      target.server.once('connection', (socket: Socket) => {
+        socket.once('end', () => resolve('sender'));
+        socket.once('close', () => resolve('receiver'));
+      }),
+    );
+    expect((await sender().send(post(target.url))).statusCode).toBe(204);
+    expect(await closedBy).toBe('sender');
   });
 });
 

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import axios, { type AxiosInstance, type AxiosRequestConfig, type AxiosResponse } from 'axios';
 import { AppConfig } from '../config/app-config.js';
 import {
   CALLBACK_FORBIDDEN_CODE,
@@ -15,8 +15,9 @@ import {
 } from '../http/address-guard.js';
 
 /**
- * Sends one delivery attempt and reports what happened. No database and no retries: the caller records the
- * result and decides what comes next. Network and HTTP failures are results, never exceptions.
+ * Sends one delivery attempt and reports what happened. No database and no retries (save the one resend on a fresh
+ * connection when a pooled one was already closed, see `request`): the caller records the result and decides what
+ * comes next. Network and HTTP failures are results, never exceptions.
  */
 
 export interface SendRequest {
@@ -54,6 +55,16 @@ export interface WebhookSenderOptions {
 export const RESPONSE_EXCERPT_BYTES = 64 * 1024;
 
 /**
+ * How long a pooled socket may sit idle before the agent closes it. Servers close idle keep-alive connections on
+ * their own clock (Node's http server after 5 s, nginx 75 s, many load balancers 60 s); a request written the moment
+ * the server gives up meets a reset. Closing ours first, below the shortest common server timeout, makes that rare.
+ * Node's Agent has no separate idle timeout: `timeout` is the socket timeout, which destroys only free sockets
+ * (axios sets it to 0 while a request is in flight). It also makes the agent honour a shorter `Keep-Alive: timeout=`
+ * hint, less `agentKeepAliveTimeoutBuffer` (1 s); with no `timeout` the agent ignores the hint.
+ */
+export const IDLE_SOCKET_TIMEOUT_MS = 4000;
+
+/**
  * A Nest provider built from AppConfig; tests pass the policy directly (with a fake resolver if they like).
  * A plain axios instance rather than @nestjs/axios's HttpService: the sender needs its own agents (guarded lookup,
  * pooling) and a promise API, and a test can build one without a Nest module.
@@ -63,6 +74,9 @@ export class WebhookSender implements OnApplicationShutdown {
   private readonly options: WebhookSenderOptions;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
+  /** Without keep-alive: every request on them opens its own connection. Only for the resend in `request`. */
+  private readonly freshHttpAgent: http.Agent;
+  private readonly freshHttpsAgent: https.Agent;
   private readonly client: AxiosInstance;
 
   constructor(@Inject(AppConfig) settings: AppConfig | WebhookSenderOptions) {
@@ -78,9 +92,11 @@ export class WebhookSender implements OnApplicationShutdown {
       { allowHttp: options.allowHttp, allowedHosts: options.allowedHosts },
       options.resolver,
     );
-    const agentOptions = { keepAlive: true, maxSockets: 256, lookup };
+    const agentOptions = { keepAlive: true, maxSockets: 256, timeout: IDLE_SOCKET_TIMEOUT_MS, lookup };
     this.httpAgent = new http.Agent(agentOptions);
     this.httpsAgent = new https.Agent(agentOptions);
+    this.freshHttpAgent = new http.Agent({ keepAlive: false, lookup });
+    this.freshHttpsAgent = new https.Agent({ keepAlive: false, lookup });
     this.client = axios.create({
       adapter: 'http',
       httpAgent: this.httpAgent,
@@ -121,13 +137,15 @@ export class WebhookSender implements OnApplicationShutdown {
     const combined = signal ? AbortSignal.any([timer.signal, signal]) : timer.signal;
     let response: AxiosResponse<Readable> | undefined;
     try {
-      response = await this.client.request<Readable>({
-        url: request.url,
-        method: request.method,
-        headers: request.headers,
-        data: Buffer.from(request.body, 'utf8'),
-        signal: combined,
-      });
+      response = await this.request(
+        {
+          url: request.url,
+          method: request.method,
+          headers: request.headers,
+          data: Buffer.from(request.body, 'utf8'),
+        },
+        combined,
+      );
       const statusCode = response.status;
       const excerpt = await readExcerpt(response.data);
       const retryAfterMs =
@@ -156,10 +174,36 @@ export class WebhookSender implements OnApplicationShutdown {
     }
   }
 
+  /**
+   * Sends once, and once more on a fresh connection when the first try died on a reused socket before any response
+   * byte: the keep-alive race, where the receiver closed the idle connection as we wrote to it. The receiver never
+   * read that request (it was closing the connection, not answering it), so resending is safe and the receiver is not
+   * charged with a failed attempt it never saw. Should it have read the request and then dropped the connection
+   * without a word, the resend carries the same webhook-id, as the next scheduled attempt would: receivers dedupe
+   * (at-least-once). Anything else is the attempt's result: a response that started (any status), a timeout or
+   * abort, a refused connection, or a reset on a fresh socket. The fresh agents keep the guarded lookup, so the
+   * address is judged again; the resend shares the attempt's timer and signal.
+   */
+  private async request(config: AxiosRequestConfig, signal: AbortSignal): Promise<AxiosResponse<Readable>> {
+    try {
+      return await this.client.request<Readable>({ ...config, signal });
+    } catch (error) {
+      if (signal.aborted || !isResetOfReusedSocket(error)) throw error;
+      return await this.client.request<Readable>({
+        ...config,
+        signal,
+        httpAgent: this.freshHttpAgent,
+        httpsAgent: this.freshHttpsAgent,
+      });
+    }
+  }
+
   /** Closes pooled connections. Call after in-flight sends have finished (Nest: onApplicationShutdown). */
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    this.freshHttpAgent.destroy();
+    this.freshHttpsAgent.destroy();
   }
 
   onApplicationShutdown(): void {
@@ -183,6 +227,16 @@ export class WebhookSender implements OnApplicationShutdown {
     }
     return null;
   }
+}
+
+/**
+ * ECONNRESET ('socket hang up' when the receiver closed, 'read ECONNRESET' when it reset) on a socket taken from the
+ * pool, before a response arrived. With responseType 'stream' axios settles at the response headers, so any error it
+ * rejects with came before them; a failure while reading the body surfaces later, in readExcerpt.
+ */
+function isResetOfReusedSocket(error: unknown): boolean {
+  if (!axios.isAxiosError(error) || error.code !== 'ECONNRESET' || error.response !== undefined) return false;
+  return (error.request as http.ClientRequest | undefined)?.reusedSocket === true;
 }
 
 /**
