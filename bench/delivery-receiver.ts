@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { type Answer, serveReceiver } from './support/receiver-server.js';
 
 /**
  * The webhook receiver of the `delivery` scenario, in its own process so that neither the service
@@ -8,9 +7,6 @@ import { performance } from 'node:perf_hooks';
  * Control routes: GET /_stats (figures since the last reset), POST /_reset, and
  * GET /_wait?count=N&timeoutMs=T, which answers once N requests arrived (or 408 at the deadline).
  */
-
-/** Wall-clock milliseconds with sub-millisecond resolution; the senders stamp bodies the same way. */
-const now = () => performance.timeOrigin + performance.now();
 
 interface Receipts {
   count: number;
@@ -34,21 +30,13 @@ let waiters: { count: number; answer: () => void }[] = [];
 
 const SUCCESS = JSON.stringify({ status: 'success', message: 'ok' });
 
-const server = createServer((req, res) => {
-  const chunks: Buffer[] = [];
-  req.on('data', (chunk: Buffer) => chunks.push(chunk));
-  req.on('end', () => {
-    const at = now();
-    const url = new URL(req.url ?? '/', 'http://receiver');
-    if (url.pathname.startsWith('/_')) return control(url, req, res);
-    receive(at, req.headers['webhook-id'], Buffer.concat(chunks).toString('utf8'));
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(SUCCESS);
-  });
+serveReceiver({
+  message(_path, headers, body, at) {
+    receive(at, headers['webhook-id'], body);
+    return { status: 200, body: SUCCESS };
+  },
+  control,
 });
-// Longer than any pause in a run, so senders' pooled connections are never closed under them.
-server.keepAliveTimeout = 120_000;
-server.headersTimeout = 125_000;
 
 function receive(at: number, webhookId: string | string[] | undefined, body: string): void {
   receipts.count++;
@@ -69,39 +57,30 @@ function receive(at: number, webhookId: string | string[] | undefined, body: str
   });
 }
 
-function control(url: URL, req: IncomingMessage, res: ServerResponse): void {
-  const json = (status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  };
-  if (url.pathname === '/_stats' && req.method === 'GET') {
+function control(path: string, method: string, query: URLSearchParams): Answer | Promise<Answer> | undefined {
+  if (path === '/_stats' && method === 'GET') {
     const { ids, ...figures } = receipts;
-    return json(200, { ...figures, distinct: ids.size });
+    return { status: 200, body: { ...figures, distinct: ids.size } };
   }
-  if (url.pathname === '/_reset' && req.method === 'POST') {
+  if (path === '/_reset' && method === 'POST') {
     receipts = fresh();
-    return json(200, {});
+    return { status: 200, body: {} };
   }
-  if (url.pathname === '/_wait' && req.method === 'GET') {
-    const count = Number(url.searchParams.get('count'));
-    const timeoutMs = Number(url.searchParams.get('timeoutMs') ?? 60_000);
-    if (receipts.count >= count) return json(200, { count: receipts.count });
-    const timer = setTimeout(() => {
-      waiters = waiters.filter((waiter) => waiter.answer !== answer);
-      json(408, { count: receipts.count });
-    }, timeoutMs);
-    const answer = () => {
-      clearTimeout(timer);
-      json(200, { count: receipts.count });
-    };
-    waiters.push({ count, answer });
-    return;
+  if (path === '/_wait' && method === 'GET') {
+    const count = Number(query.get('count'));
+    const timeoutMs = Number(query.get('timeoutMs') ?? 60_000);
+    if (receipts.count >= count) return { status: 200, body: { count: receipts.count } };
+    return new Promise<Answer>((resolve) => {
+      const timer = setTimeout(() => {
+        waiters = waiters.filter((waiter) => waiter.answer !== answer);
+        resolve({ status: 408, body: { count: receipts.count } });
+      }, timeoutMs);
+      const answer = () => {
+        clearTimeout(timer);
+        resolve({ status: 200, body: { count: receipts.count } });
+      };
+      waiters.push({ count, answer });
+    });
   }
-  json(404, {});
+  return undefined;
 }
-
-server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1');
-process.once('SIGTERM', () => {
-  server.closeAllConnections();
-  server.close(() => process.exit(0));
-});

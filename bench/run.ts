@@ -15,11 +15,13 @@ async function main(): Promise<void> {
     console.error(`unknown scenario "${wanted}"; known: ${SCENARIOS.map((scenario) => scenario.name).join(', ')}`);
     process.exit(2);
   }
+  const reports: string[] = [];
   const context: BenchContext = {
     databaseServerUrl: process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres',
     durationSeconds: Number(process.env.BENCH_DURATION ?? 10),
     connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
     log: (message) => console.error(`[bench] ${message}`),
+    report: (markdown) => reports.push(markdown),
   };
   const rows: BenchRow[] = [];
   for (const scenario of scenarios) {
@@ -31,6 +33,7 @@ async function main(): Promise<void> {
       `Node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})\n`,
   );
   console.log(table(rows));
+  for (const markdown of reports) console.log(`\n${markdown}`);
 }
 
 function table(rows: BenchRow[]): string {

@@ -1,8 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { call, registerBackends, seedTenant } from '../support/api.js';
 import { createBenchDatabase } from '../support/database.js';
 import { type LoadResult, measure } from '../support/load.js';
 import { startServer } from '../support/processes.js';
-import type { BenchContext, BenchRow, Scenario } from '../support/scenario.js';
+import { type BenchContext, benchRow, type BenchRow, type Scenario } from '../support/scenario.js';
+import { serviceEnv, startService } from '../support/service.js';
 
 const BACKENDS = 20;
 const PATH = '/api/machine/backends';
@@ -35,13 +36,8 @@ export const authList: Scenario = {
     ] as const) {
       if (result.failures > 0) throw new Error(`${what}: ${result.failures} failed requests; the figures are void`);
     }
-    const row = (figure: string, unit: string, pick: (result: LoadResult) => number | null): BenchRow => ({
-      scenario: 'auth-list',
-      figure: `${PATH}: ${figure}`,
-      value: pick(service) ?? NaN,
-      baseline: pick(baseline),
-      unit,
-    });
+    const row = (figure: string, unit: string, pick: (result: LoadResult) => number | null) =>
+      benchRow('auth-list', `${PATH}: ${figure}`, unit, pick(service), pick(baseline));
     return [
       row('throughput', 'req/s', (result) => result.requestsPerSecond),
       row('p99 latency', 'ms', (result) => result.p99Ms),
@@ -55,23 +51,11 @@ async function measureService(
   load: { connections: number; durationSeconds: number },
 ): Promise<{ service: LoadResult; listed: unknown }> {
   const database = await createBenchDatabase(context.databaseServerUrl);
-  const adminToken = randomBytes(24).toString('base64url');
   try {
-    const app = await startServer(
-      'src/main.js',
-      {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ADMIN_TOKEN: adminToken,
-        SECRETS_KEY: randomBytes(32).toString('base64'),
-        LOG_LEVEL: 'warn',
-        ALLOW_HTTP_CALLBACKS: 'true',
-        CALLBACK_ALLOWED_HOSTS: '127.0.0.1',
-      },
-      '/health/ready',
-    );
+    const env = serviceEnv(database.url);
+    const app = await startService(env);
     try {
-      const token = await seed(app.baseUrl, adminToken);
+      const token = await seed(app.baseUrl, env.ADMIN_TOKEN);
       const listed = await call(app.baseUrl, 'GET', PATH, token);
       if (listed.items?.length !== BACKENDS)
         throw new Error(`expected ${BACKENDS} backends, got ${JSON.stringify(listed)}`);
@@ -88,31 +72,12 @@ async function measureService(
 
 /** A tenant, a backend machine user and its backends, through the public API; returns the user's token. */
 async function seed(baseUrl: string, adminToken: string): Promise<string> {
-  const tenant = await call(baseUrl, 'POST', '/api/tenants', adminToken, { name: 'Bench', slug: 'bench' });
-  const created = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/machine-users`, adminToken, {
-    name: 'Bench backend',
-    username: 'bench-backend',
-    roles: ['backend'],
-  });
-  const token: string = created.generatedToken;
-  for (let index = 0; index < BACKENDS; index++) {
-    await call(baseUrl, 'POST', '/api/machine/register-backend', token, {
-      name: `backend-${index}`,
-      callbackUrl: `http://127.0.0.1:9/backend-${index}`,
-      description: 'benchmark fixture',
-      runKeys: ['bench.nightly'],
-    });
-  }
-  return token;
-}
-
-async function call(baseUrl: string, method: string, path: string, token: string, body?: unknown): Promise<any> {
-  const response = await fetch(baseUrl + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
+  const { machineToken } = await seedTenant(baseUrl, adminToken, ['backend']);
+  await registerBackends(baseUrl, machineToken, BACKENDS, (index) => ({
+    name: `backend-${index}`,
+    callbackUrl: `http://127.0.0.1:9/backend-${index}`,
+    description: 'benchmark fixture',
+    runKeys: ['bench.nightly'],
+  }));
+  return machineToken;
 }

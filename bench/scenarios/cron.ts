@@ -1,11 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { CLAIM_DUE_SQL, COUNT_DUE_SQL } from '../../src/triggers/triggers.repository.js';
+import { registerBackends, seedTenant } from '../support/api.js';
 import { createBenchDatabase } from '../support/database.js';
-import { type ServerProcess, startServer } from '../support/processes.js';
-import type { BenchContext, BenchRow, Scenario } from '../support/scenario.js';
+import type { ServerProcess } from '../support/processes.js';
+import { type BenchContext, benchRow, type BenchRow, type Scenario } from '../support/scenario.js';
+import { serviceEnv, startService } from '../support/service.js';
+import { percentile, pollUntil } from '../support/stats.js';
+import { insertCronTriggers, onceAt } from '../support/triggers.js';
 
 /** BENCH_CRON_BURST, BENCH_CRON_RATE and BENCH_CRON_STORED override the three sizes. */
 const BURST = Number(process.env.BENCH_CRON_BURST ?? 10_000);
@@ -46,27 +49,15 @@ export const cron: Scenario = {
     const db = new pg.Client({ connectionString: database.url });
     await db.connect();
     try {
-      const adminToken = randomBytes(24).toString('base64url');
-      const app = await startServer(
-        'src/main.js',
-        {
-          NODE_ENV: 'production',
-          DATABASE_URL: database.url,
-          ADMIN_TOKEN: adminToken,
-          SECRETS_KEY: randomBytes(32).toString('base64'),
-          LOG_LEVEL: 'warn',
-          ALLOW_HTTP_CALLBACKS: 'true',
-          CALLBACK_ALLOWED_HOSTS: '127.0.0.1',
-        },
-        '/health/ready',
-      );
+      const env = serviceEnv(database.url);
+      const app = await startService(env);
       let seeded: Seeded;
       let unroutedBurst: BurstResult;
       let burst: BurstResult;
       let unroutedSteady: SteadyResult;
       let steady: SteadyResult;
       try {
-        seeded = await seed(app.baseUrl, adminToken, receiver);
+        seeded = await seed(app.baseUrl, env.ADMIN_TOKEN, receiver);
         context.log(`cron (a): ${k(BURST)} unrouted triggers due in one second`);
         unroutedBurst = await measureBurst(context, db, app, seeded, receiver, false);
         context.log(`cron (a): ${k(BURST)} triggers due in one second`);
@@ -84,32 +75,27 @@ export const cron: Scenario = {
       context.log(`cron (c): claim query with ${STORED_LARGE.toLocaleString('en-US')} stored triggers`);
       const large = await measureClaim(context, db, seeded, STORED_LARGE);
 
-      const row = (figure: string, value: number, unit: string, baseline: number | null = null): BenchRow => ({
-        scenario: 'cron',
-        figure,
-        value,
-        baseline,
-        unit,
-      });
+      const row = (figure: string, value: number | null, unit: string, baseline: number | null = null): BenchRow =>
+        benchRow('cron', figure, unit, value, baseline);
       return [
         row(
           `(a) ${k(BURST)} due in one second, no backend (scheduler alone): last run committed`,
           unroutedBurst.firedSeconds,
           's',
         ),
-        row(`(a) server CPU per firing, no backend`, unroutedBurst.cpuMsPerTrigger ?? NaN, 'ms'),
+        row(`(a) server CPU per firing, no backend`, unroutedBurst.cpuMsPerTrigger, 'ms'),
         row(`(a) ${k(BURST)} due in one second: last run committed`, burst.firedSeconds, 's'),
         row(`(a) ${k(BURST)} due in one second: last delivery received (goal < 10 s)`, burst.deliveredSeconds, 's'),
-        row(`(a) server CPU per firing + delivery`, burst.cpuMsPerTrigger ?? NaN, 'ms'),
+        row(`(a) server CPU per firing + delivery`, burst.cpuMsPerTrigger, 'ms'),
         row(`(b) fire lag p50, no backend (scheduler alone)`, unroutedSteady.fireLagP50Ms, 'ms'),
         row(`(b) fire lag p99, no backend (scheduler alone)`, unroutedSteady.fireLagP99Ms, 'ms'),
-        row(`(b) server CPU per firing, no backend`, unroutedSteady.cpuMsPerTrigger ?? NaN, 'ms'),
+        row(`(b) server CPU per firing, no backend`, unroutedSteady.cpuMsPerTrigger, 'ms'),
         row(`(b) ${k(RATE)}/s for ${STEADY_SECONDS} s: fires per second`, steady.firesPerSecond, '/s'),
         row(`(b) fire lag p50`, steady.fireLagP50Ms, 'ms'),
         row(`(b) fire lag p99 (goal < 1 s)`, steady.fireLagP99Ms, 'ms'),
         row(`(b) receipt lag p50 (arrival − executionTime)`, steady.receiptLagP50Ms, 'ms'),
         row(`(b) receipt lag p99`, steady.receiptLagP99Ms, 'ms'),
-        row(`(b) server CPU per firing + delivery`, steady.cpuMsPerTrigger ?? NaN, 'ms'),
+        row(`(b) server CPU per firing + delivery`, steady.cpuMsPerTrigger, 'ms'),
         row(`(c) claim query, ${k(STORED_LARGE)} stored vs ${k(STORED_SMALL)}`, large.claimMs, 'ms', small.claimMs),
         row(`(c) claim query buffers, ${k(STORED_LARGE)} vs ${k(STORED_SMALL)}`, large.buffers, 'pages', small.buffers),
         row(`(c) due count (metric), ${k(STORED_LARGE)} vs ${k(STORED_SMALL)}`, large.countMs, 'ms', small.countMs),
@@ -142,22 +128,13 @@ async function measureBurst(
 ): Promise<BurstResult> {
   const runKey = routed ? 'bench.burst' : 'bench.unrouted';
   await insertTriggers(db, seeded, { prefix: runKey, count: BURST, cron: '0 0 1 1 *', runKey, routed });
-  // Inserted with no next run; one UPDATE then makes them all due at the same upcoming second. The
-  // scheduler fires only the expression's own slots, so the expression is that second's date and
-  // time: each fires once, and its next run is a year away, out of (b)'s way.
+  // Inserted with no next run; one UPDATE then makes them all due at the same upcoming second, with
+  // that second's expression: each fires once, and its next run is a year away, out of (b)'s way.
   const dueAt = Math.ceil(Date.now() / 1000) * 1000 + 2_000;
   const due = new Date(dueAt);
-  const expression = [
-    due.getUTCSeconds(),
-    due.getUTCMinutes(),
-    due.getUTCHours(),
-    due.getUTCDate(),
-    due.getUTCMonth() + 1,
-    '*',
-  ].join(' ');
   await db.query(`update cron_triggers set cron_expression = $2, next_run_at = $1 where run_key = $3`, [
     due,
-    expression,
+    onceAt(due),
     runKey,
   ]);
   const cpuBefore = app.cpuMs();
@@ -247,7 +224,7 @@ async function measureSteady(
   );
   if (runs !== expected) throw new Error(`(b) ${runs} runs for ${expected} slots; the figures are void`);
   if (routed) await receiver.waitFor(runKey, expected, 300_000);
-  const lags = receiver.of(runKey).lagsMs.sort((x, y) => x - y);
+  const lags = receiver.of(runKey).lagsMs;
   return {
     firesPerSecond: runs / STEADY_SECONDS,
     fireLagP50Ms: rows[0].p50,
@@ -362,8 +339,8 @@ function numbered(sql: string): string {
 }
 
 /**
- * Inserts `count` enabled triggers with one statement, routed by backendId round-robin over the
- * seeded backends. `nextRun`: none (set later by the caller), spread over the next 30 days, or due.
+ * Inserts `count` enabled triggers, routed by backendId round-robin over the seeded backends.
+ * `nextRun`: none (set later by the caller), spread over the next 30 days, or due.
  */
 async function insertTriggers(
   db: pg.Client,
@@ -383,77 +360,27 @@ async function insertTriggers(
     spread: `now() + interval '1 minute' + random() * interval '30 days'`,
     due: `now() - interval '1 second'`,
   }[options.nextRun ?? 'none'];
-  await db.query(
-    `insert into cron_triggers (id, tenant_id, application_id, name, cron_expression, timezone, run_key, enabled,
-                                backend_id, flow_id, misfire_policy, next_run_at, created_at, updated_at)
-     select gen_random_uuid(), $1, $2, $3 || '-' || i, $4, 'UTC', $5, true,
-            case when $8 then ($6::uuid[])[1 + i % cardinality($6::uuid[])] end, null, 'fire_once', ${nextRun}, now(),
-            now()
-       from generate_series(0, $7::int - 1) as i`,
-    [
-      seeded.tenantId,
-      seeded.applicationId,
-      options.prefix,
-      options.cron,
-      options.runKey,
-      seeded.backendIds,
-      options.count,
-      options.routed ?? true,
-    ],
-  );
-}
-
-/** Resolves with the time the probe first held, polling every 20 ms. */
-async function pollUntil(probe: () => Promise<boolean>, timeoutMs: number): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return Date.now();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`not done within ${timeoutMs} ms`);
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+  const { prefix, count, cron, runKey } = options;
+  await insertCronTriggers(db, {
+    prefix,
+    count,
+    cron,
+    runKey,
+    tenantId: seeded.tenantId,
+    applicationId: seeded.applicationId,
+    backendIds: (options.routed ?? true) ? seeded.backendIds : [],
+    nextRunSql: nextRun,
+  });
 }
 
 /** A tenant, an application and BACKENDS backends at the receiver, through the public API. */
 async function seed(baseUrl: string, adminToken: string, receiver: Receiver): Promise<Seeded> {
-  const tenant = await call(baseUrl, 'POST', '/api/tenants', adminToken, { name: 'Bench', slug: 'bench' });
-  const project = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/projects`, adminToken, {
-    name: 'Bench',
-    slug: 'bench',
-  });
-  const application = await call(baseUrl, 'POST', `/api/projects/${project.id}/applications`, adminToken, {
-    name: 'Bench',
-    slug: 'bench',
-  });
-  const user = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/machine-users`, adminToken, {
-    name: 'Bench backend',
-    username: 'bench-backend',
-    roles: ['backend'],
-  });
-  const backendIds: string[] = [];
-  for (let index = 0; index < BACKENDS; index++) {
-    const backend = await call(baseUrl, 'POST', '/api/machine/register-backend', user.generatedToken, {
-      name: `cron-${index}`,
-      callbackUrl: receiver.url(`/cron-${index}`),
-    });
-    backendIds.push(backend.id);
-  }
-  return { tenantId: tenant.id, applicationId: application.id, backendIds };
-}
-
-async function call(baseUrl: string, method: string, path: string, token: string, body?: unknown): Promise<any> {
-  const response = await fetch(baseUrl + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
+  const tenant = await seedTenant(baseUrl, adminToken, ['backend']);
+  const backends = await registerBackends(baseUrl, tenant.machineToken, BACKENDS, (index) => ({
+    name: `cron-${index}`,
+    callbackUrl: receiver.url(`/cron-${index}`),
+  }));
+  return { tenantId: tenant.tenantId, applicationId: tenant.applicationId, backendIds: backends.map(({ id }) => id) };
 }
 
 interface Received {

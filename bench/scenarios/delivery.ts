@@ -1,15 +1,15 @@
-import { spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { resolve } from 'node:path';
 import pg from 'pg';
 import { DELIVERY_CHANNEL } from '../../src/delivery/delivery.repository.js';
 import { newWebhookId } from '../../src/delivery/webhook-signer.js';
 import { benchBody } from '../delivery-body.js';
-import { createBenchDatabase } from '../support/database.js';
-import { DIST, type ServerProcess, startServer } from '../support/processes.js';
-import type { BenchContext, BenchRow, Scenario } from '../support/scenario.js';
+import { registerBackends, seedTenant } from '../support/api.js';
+import { cpuBetween, createBenchDatabase, databaseBackendsCpuMs } from '../support/database.js';
+import { runScript, type ServerProcess, startServer } from '../support/processes.js';
+import { type BenchContext, benchRow, type BenchRow, type Scenario } from '../support/scenario.js';
+import { serviceEnv, startService } from '../support/service.js';
+import { percentile } from '../support/stats.js';
 
 /** BENCH_DELIVERIES overrides the burst size (default 10,000). */
 const MESSAGES = Number(process.env.BENCH_DELIVERIES ?? 10_000);
@@ -66,13 +66,8 @@ export const delivery: Scenario = {
     const receiver = await startServer('bench/delivery-receiver.js', {}, '/_stats');
     try {
       const { service, raw } = await measure(context, receiver);
-      const row = (figure: string, unit: string, pick: (result: Measured) => number | null): BenchRow => ({
-        scenario: 'delivery',
-        figure,
-        value: pick(service) ?? NaN,
-        baseline: pick(raw),
-        unit,
-      });
+      const row = (figure: string, unit: string, pick: (result: Measured) => number | null): BenchRow =>
+        benchRow('delivery', figure, unit, pick(service), pick(raw));
       const burst = `${MESSAGES.toLocaleString('en-US')} queued`;
       return [
         row(`throughput, ${burst}`, 'deliveries/s', (result) => result.deliveriesPerSecond),
@@ -96,26 +91,13 @@ export const delivery: Scenario = {
  */
 async function measure(context: BenchContext, receiver: ServerProcess): Promise<{ service: Measured; raw: Measured }> {
   const database = await createBenchDatabase(context.databaseServerUrl);
-  const adminToken = randomBytes(24).toString('base64url');
   try {
-    const app = await startServer(
-      'src/main.js',
-      {
-        NODE_ENV: 'production',
-        DATABASE_URL: database.url,
-        ADMIN_TOKEN: adminToken,
-        SECRETS_KEY: randomBytes(32).toString('base64'),
-        LOG_LEVEL: 'warn',
-        ALLOW_HTTP_CALLBACKS: 'true',
-        CALLBACK_ALLOWED_HOSTS: '127.0.0.1',
-        DELIVERY_CONCURRENCY: String(CONCURRENCY),
-      },
-      '/health/ready',
-    );
+    const env = serviceEnv(database.url, { DELIVERY_CONCURRENCY: String(CONCURRENCY) });
+    const app = await startService(env);
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
     try {
-      const seed = await seedBackends(app.baseUrl, adminToken, receiver.baseUrl);
+      const seed = await seedBackends(app.baseUrl, env.ADMIN_TOKEN, receiver.baseUrl);
       const rawBefore = await rawBurst(context, receiver, seed);
       const enqueue = (from: number, count: number) => enqueueBatch(client, seed, from, count);
 
@@ -127,7 +109,7 @@ async function measure(context: BenchContext, receiver: ServerProcess): Promise<
 
       context.log(`delivery: service draining ${MESSAGES.toLocaleString('en-US')} queued deliveries`);
       const cpuBefore = app.cpuMs();
-      const databaseBefore = await backendCpuMs(client);
+      const databaseBefore = await databaseBackendsCpuMs(client);
       const enqueueStarted = now();
       for (let from = 0; from < MESSAGES; from += ENQUEUE_BATCH) {
         await enqueue(WARMUP + from, Math.min(ENQUEUE_BATCH, MESSAGES - from));
@@ -135,7 +117,7 @@ async function measure(context: BenchContext, receiver: ServerProcess): Promise<
       context.log(`delivery: enqueued in ${Math.round(now() - enqueueStarted)} ms`);
       await waitForReceipts(receiver, MESSAGES, DRAIN_TIMEOUT_MS);
       const cpuAfter = app.cpuMs();
-      const databaseAfter = await backendCpuMs(client);
+      const databaseAfter = await databaseBackendsCpuMs(client);
       const burst = await receipts(receiver);
       await waitUntilDrained(client);
       const failed = await client.query<{ count: string }>(
@@ -165,7 +147,7 @@ async function measure(context: BenchContext, receiver: ServerProcess): Promise<
         idleP50Ms: percentile(idle.latenciesMs, 0.5),
         idleP99Ms: percentile(idle.latenciesMs, 0.99),
         cpuMsPerDelivery: cpuKnown ? (cpuAfter - cpuBefore) / MESSAGES : null,
-        databaseCpuMsPerDelivery: databaseCpuMs(databaseBefore, databaseAfter) / MESSAGES,
+        databaseCpuMsPerDelivery: cpuBetween(databaseBefore, databaseAfter) / MESSAGES,
       };
       context.log(
         `delivery: raw loop ${Math.round(rawBefore.deliveriesPerSecond)} deliveries/s before the service, ` +
@@ -229,18 +211,7 @@ async function rawIdleLatency(
 
 /** Runs bench/raw-sender.js to completion; it prints one JSON line with its own figures. */
 async function runRawSender(env: Record<string, string>): Promise<{ sent: number; failures: number; cpuMs: number }> {
-  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
-  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
-  const child = spawn(process.execPath, [...profile, resolve(DIST, 'bench/raw-sender.js')], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 2],
-  });
-  let stdout = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), DRAIN_TIMEOUT_MS);
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  clearTimeout(timer);
-  if (code !== 0) throw new Error(`raw-sender exited with ${code}`);
+  const stdout = await runScript('bench/raw-sender.js', env, DRAIN_TIMEOUT_MS);
   const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { sent: number; failures: number; cpuMs: number };
   if (result.failures > 0) throw new Error(`raw loop: ${result.failures} failed sends; the figures are void`);
   return result;
@@ -279,39 +250,6 @@ async function enqueueBatch(client: pg.Client, seed: Seeded, from: number, count
   } catch (error) {
     await client.query('rollback');
     throw error;
-  }
-}
-
-/**
- * CPU time so far of every PostgreSQL backend serving the bench database, by pid (Linux /proc; the
- * server must run on this host). The service's pool is warm by then, so its connections persist
- * across the measurement; the enqueuing connection is included (its share is small: 10 INSERTs).
- */
-async function backendCpuMs(client: pg.Client): Promise<Map<number, number>> {
-  const { rows } = await client.query<{ pid: number }>(
-    'select pid from pg_stat_activity where datname = current_database()',
-  );
-  const usage = new Map<number, number>();
-  for (const { pid } of rows) {
-    const ms = processCpuMs(pid);
-    if (ms !== null) usage.set(pid, ms);
-  }
-  return usage;
-}
-
-function databaseCpuMs(before: Map<number, number>, after: Map<number, number>): number {
-  let total = 0;
-  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? ms);
-  return total;
-}
-
-function processCpuMs(pid: number): number | null {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    // utime and stime, in clock ticks of 10 ms (USER_HZ = 100).
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return null;
   }
 }
 
@@ -366,37 +304,12 @@ function burstFigures(received: Receipts): Pick<Measured, 'deliveriesPerSecond' 
   };
 }
 
-function percentile(values: number[], quantile: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(quantile * sorted.length) - 1)];
-}
-
 /** A tenant, a backend machine user and BACKENDS backends calling the receiver, through the public API. */
 async function seedBackends(baseUrl: string, adminToken: string, receiverUrl: string): Promise<Seeded> {
-  const tenant = await call(baseUrl, 'POST', '/api/tenants', adminToken, { name: 'Bench', slug: 'bench' });
-  const user = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/machine-users`, adminToken, {
-    name: 'Bench backend',
-    username: 'bench-backend',
-    roles: ['backend'],
-  });
-  const backends = [];
-  for (let index = 0; index < BACKENDS; index++) {
-    const backend = await call(baseUrl, 'POST', '/api/machine/register-backend', user.generatedToken, {
-      name: `receiver-${index}`,
-      callbackUrl: `${receiverUrl}/backend-${index}`,
-    });
-    backends.push({ id: backend.id, callbackUrl: backend.callbackUrl, signingSecret: backend.signingSecret });
-  }
-  return { tenantId: tenant.id, backends };
-}
-
-async function call(baseUrl: string, method: string, path: string, token: string, body?: unknown): Promise<any> {
-  const response = await fetch(baseUrl + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
+  const tenant = await seedTenant(baseUrl, adminToken, ['backend']);
+  const backends = await registerBackends(baseUrl, tenant.machineToken, BACKENDS, (index) => ({
+    name: `receiver-${index}`,
+    callbackUrl: `${receiverUrl}/backend-${index}`,
+  }));
+  return { tenantId: tenant.tenantId, backends };
 }

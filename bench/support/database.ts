@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { processCpuMs } from './processes.js';
 
 export interface BenchDatabase {
   url: string;
@@ -23,4 +24,34 @@ async function admin(serverUrl: string, sql: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * CPU time so far of every PostgreSQL backend serving the client's database, by pid (Linux /proc;
+ * the server must run on this host). WAL writer and checkpointer are not included.
+ */
+export async function databaseBackendsCpuMs(client: pg.Client): Promise<Map<number, number>> {
+  const { rows } = await client.query<{ pid: number }>(
+    'select pid from pg_stat_activity where datname = current_database()',
+  );
+  const usage = new Map<number, number>();
+  for (const { pid } of rows) {
+    const ms = processCpuMs(pid);
+    if (ms !== null) usage.set(pid, ms);
+  }
+  return usage;
+}
+
+/**
+ * The CPU the backends used between two readings. A backend that started in between counts whole;
+ * one that ended in between is missed, so measure while the service's pool is warm.
+ */
+export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
+}
+
+export async function count(client: pg.Client, text: string, params: unknown[] = []): Promise<number> {
+  return Number((await client.query<{ count: string }>(text, params)).rows[0].count);
 }

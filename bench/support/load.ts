@@ -40,3 +40,47 @@ export async function measure(server: ServerProcess, path: string, options: Load
     failures: result.non2xx + result.errors,
   };
 }
+
+export interface BurstOptions {
+  url: string;
+  connections: number;
+  /** A fixed number of requests, or else a fixed duration. */
+  amount?: number;
+  durationSeconds?: number;
+  /** The sequence each connection cycles through (paths relative to `url`); default: POST `{}` to `url`. */
+  requests?: autocannon.Request[];
+}
+
+export interface BurstResult {
+  /** Requests answered 2xx. */
+  done: number;
+  /** Non-2xx answers, connection errors and timeouts. */
+  failures: number;
+  seconds: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** A closed-loop burst of POSTs with autocannon: each connection sends its next request once answered. */
+export async function burst(options: BurstOptions): Promise<BurstResult> {
+  const result = await autocannon({
+    url: options.url,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+    connections: options.connections,
+    ...(options.requests ? { requests: options.requests } : {}),
+    ...(options.amount ? { amount: options.amount } : { duration: options.durationSeconds }),
+  });
+  const seconds = (new Date(result.finish).getTime() - new Date(result.start).getTime()) / 1000;
+  // A service that stops answering (it once hung for good: a pool deadlock) shows no errors in a
+  // fixed-duration run, only no answers.
+  if (result['2xx'] === 0) throw new Error(`POST ${options.url}: no successful answer in ${seconds} s`);
+  return {
+    done: result['2xx'],
+    failures: result.non2xx + result.errors + result.timeouts,
+    seconds,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+  };
+}

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
@@ -17,8 +17,11 @@ export async function freePort(): Promise<number> {
 
 export interface ServerProcess {
   baseUrl: string;
+  pid: number;
   /** CPU time (user + system) the process has used so far, in ms; null where /proc is missing. */
   cpuMs(): number | null;
+  /** Resident set size right now, in MB; null where /proc is missing. */
+  rssMb(): number | null;
   stop(): Promise<void>;
 }
 
@@ -33,20 +36,8 @@ export async function startServer(
   timeoutMs = 60_000,
 ): Promise<ServerProcess> {
   const port = await freePort();
-  // BENCH_CPU_PROFILE_DIR=<dir> profiles every server the run starts (open the .cpuprofile in DevTools).
-  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
-  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
-  const child = spawn(process.execPath, [...profile, resolve(DIST, script)], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      ...env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-    },
-    // Server logs go to stderr, so stdout carries only the results table.
-    stdio: ['ignore', 2, 2],
-  });
+  // Server logs go to stderr, so stdout carries only the results table.
+  const child = spawnScript(script, { ...env, PORT: String(port), HOST: '127.0.0.1' }, ['ignore', 2, 2]);
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -55,11 +46,36 @@ export async function startServer(
       (response) => response.status,
       () => 0,
     );
-    if (status === 200) return { baseUrl, cpuMs: () => cpuMs(child.pid!), stop: () => stop(child) };
+    if (status === 200) {
+      const pid = child.pid!;
+      return { baseUrl, pid, cpuMs: () => processCpuMs(pid), rssMb: () => processRssMb(pid), stop: () => stop(child) };
+    }
     await new Promise((done) => setTimeout(done, 200));
   }
   await stop(child);
   throw new Error(`${script} was not ready within ${timeoutMs} ms`);
+}
+
+/** Runs a compiled script of dist/ to completion and returns what it printed on stdout. */
+export async function runScript(script: string, env: Record<string, string>, timeoutMs: number): Promise<string> {
+  const child = spawnScript(script, env, ['ignore', 'pipe', 2]);
+  let stdout = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((done) => child.once('exit', done));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`${script} exited with ${code}`);
+  return stdout;
+}
+
+function spawnScript(script: string, env: Record<string, string>, stdio: StdioOptions): ChildProcess {
+  // BENCH_CPU_PROFILE_DIR=<dir> profiles every process the run starts (open the .cpuprofile in DevTools).
+  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+  const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
+  return spawn(process.execPath, [...profile, resolve(DIST, script)], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio,
+  });
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -71,12 +87,25 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Whether a server is CPU-bound shows in its CPU time per request; Linux only. */
-function cpuMs(pid: number): number | null {
+/**
+ * CPU time (user + system) a process has used so far, in ms; null where /proc is missing or the
+ * process is gone. Whether a server is CPU-bound shows in its CPU time per request. Linux only.
+ */
+export function processCpuMs(pid: number): number | null {
   try {
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in ticks.
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+/** Resident set size of a process (VmRSS), in MB; null where /proc is missing or the process is gone. */
+export function processRssMb(pid: number): number | null {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) / 1024 : null;
   } catch {
     return null;
   }

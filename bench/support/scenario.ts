@@ -8,6 +8,17 @@ export interface BenchRow {
   unit: string;
 }
 
+/** A row; a value that could not be measured (null) shows as n/a. */
+export function benchRow(
+  scenario: string,
+  figure: string,
+  unit: string,
+  value: number | null,
+  baseline: number | null = null,
+): BenchRow {
+  return { scenario, figure, value: value ?? NaN, baseline, unit };
+}
+
 export interface BenchContext {
   /** PostgreSQL server the scenario creates its own database on (never the server's own databases). */
   databaseServerUrl: string;
@@ -15,6 +26,8 @@ export interface BenchContext {
   durationSeconds: number;
   connections: number;
   log(message: string): void;
+  /** Markdown printed on stdout after the results table (a scenario's own table, a verdict). */
+  report(markdown: string): void;
 }
 
 /** A scenario lives in bench/scenarios/<name>.ts and is listed in bench/scenarios/index.ts. */
