@@ -59,13 +59,19 @@ interface Preloaded {
   application: ApplicationContext | null;
 }
 
+/** An admitted caller (auth, size and schema passed): what its activation writes into the step. */
+interface Caller {
+  data: unknown;
+  user: unknown;
+}
+
 const errors = new AllExceptionsFilter();
 
 /**
  * Activation of callback steps (SPEC §4), checked in the contract's order: trigger → idempotency
  * key → execution named → auth → size → schema → execution exists and waits here → condition →
- * claim. The whole activation, its history and its idempotency record commit in one transaction
- * before the answer; the steps after it run in the background (FlowWorker).
+ * claim. The activation, its history and its idempotency record commit together (one transaction,
+ * or one statement) before the answer; the steps after it run in the background (FlowWorker).
  */
 @Injectable()
 export class ActivationService {
@@ -103,52 +109,62 @@ export class ActivationService {
         ? await this.tenancy.applicationContext(located.flow.tenantId, located.flow.applicationId)
         : null,
     };
-    const answer = await this.em.fork().transactional(async (em) => {
-      if (key) {
-        const stored = await this.claimIdempotencyKey(em, located.flow.tenantId, request.triggerId, key);
-        if (stored) return stored;
-      }
-      const events: NewEvent[] = [];
-      let result: ActivationAnswer;
-      try {
-        result = await em.transactional((inner) =>
-          this.run(inner, request, located, preloaded, executionParam, events),
-        );
-      } catch (error) {
-        // Only the contract's answers are final and replayable; a database failure rolls the
-        // whole activation back (idempotency claim included) and the caller may simply retry.
-        if (!(error instanceof DomainException)) throw error;
-        result = this.answerError(error);
-        if (events.length === 0)
-          events.push(
-            this.triggerEvent(located, 'activation_refused', {
-              code: JSON.parse(result.body!).code,
-              execution: executionParam ?? null,
-            }),
-          );
-      }
-      await this.repository.insertEvents(em, events);
-      if (key) await this.storeIdempotentAnswer(em, request.triggerId, key, result);
-      return result;
-    });
+    const answer = key
+      ? await this.em.fork().transactional(async (em) => {
+          const stored = await this.claimIdempotencyKey(em, located.flow.tenantId, request.triggerId, key);
+          if (stored) return stored;
+          const result = await this.answer(em, request, located, preloaded, executionParam);
+          await this.storeIdempotentAnswer(em, request.triggerId, key, result);
+          return result;
+        })
+      : await this.answer(null, request, located, preloaded, executionParam);
     this.metrics.activations.inc({ outcome: answer.headers['x-activation'] ?? `http_${answer.statusCode}` });
     return answer;
   }
 
-  private async run(
-    em: EntityManager,
+  /**
+   * Admits the caller, then starts or resumes. `em` is the Idempotency-Key's transaction, which
+   * everything joins; without a key a flow start or a refusal is one autocommitted statement, and
+   * a resume its own transaction.
+   * Only the contract's answers (DomainException) are answers; a database failure propagates and
+   * rolls back whatever it was part of (the idempotency claim included), so the caller may retry.
+   */
+  private async answer(
+    em: EntityManager | null,
     request: ActivationRequest,
     located: Located,
     preloaded: Preloaded,
     executionParam: string | undefined,
-    events: NewEvent[],
   ): Promise<ActivationAnswer> {
-    const auth = preloaded.auth;
+    const events: NewEvent[] = [];
+    let result: ActivationAnswer;
+    try {
+      const caller = this.admit(request, located, preloaded.auth, executionParam, events);
+      if (!caller) result = ignored();
+      else if (located.flowStarting)
+        result = await this.startFlow(em, request, located, preloaded.application, caller, events);
+      else return await this.resume(em, request, located, executionParam!, caller);
+    } catch (error) {
+      if (!(error instanceof DomainException)) throw error;
+      result = this.refusal(error, located, executionParam, events);
+    }
+    await this.repository.write(em ?? this.em.fork(), { events });
+    return result;
+  }
+
+  /** Auth, size and schema, in the contract's order; null: ignored (auth onFail IGNORE). */
+  private admit(
+    request: ActivationRequest,
+    located: Located,
+    auth: Preloaded['auth'],
+    executionParam: string | undefined,
+    events: NewEvent[],
+  ): Caller | null {
     if (auth.refused) {
       events.push(
         this.triggerEvent(located, 'activation_refused', { reason: auth.refused, execution: executionParam ?? null }),
       );
-      if (located.step.definition.auth?.onFail === 'IGNORE') return ignored();
+      if (located.step.definition.auth?.onFail === 'IGNORE') return null;
       if (auth.refused === 'MISSING_ROLE') {
         throw new DomainException(
           'MISSING_ROLE',
@@ -176,22 +192,67 @@ export class ActivationService {
         { errors: problems },
       );
     }
-    const user = auth.user;
-    if (located.flowStarting) return this.startFlow(em, request, located, preloaded.application, data, user, events);
-    if (executionParam === 'any') return this.resumeAny(em, located, data, user, events);
-    if (executionParam === 'all') return this.resumeAll(em, request, located, data, user, events);
-    return this.resumeById(em, located, executionParam!, data, user, events);
+    return { data, user: auth.user };
+  }
+
+  /**
+   * A mid-flow activation in one transaction (the key's, or its own): lock, condition, resume, and
+   * one statement writing the resumed rows, the history and the NOTIFY. A refusal after the lock
+   * (not waiting, none waiting) has written nothing, so it needs no savepoint: its history is
+   * written instead and the transaction commits.
+   */
+  private resume(
+    em: EntityManager | null,
+    request: ActivationRequest,
+    located: Located,
+    executionParam: string,
+    caller: Caller,
+  ): Promise<ActivationAnswer> {
+    const work = async (tx: EntityManager) => {
+      const events: NewEvent[] = [];
+      const resumed: ExecutionRow[] = [];
+      let result: ActivationAnswer;
+      try {
+        if (executionParam === 'any') result = await this.resumeAny(tx, located, caller, events, resumed);
+        else if (executionParam === 'all') result = await this.resumeAll(tx, request, located, caller, events, resumed);
+        else result = await this.resumeById(tx, located, executionParam, caller, events, resumed);
+      } catch (error) {
+        if (!(error instanceof DomainException)) throw error;
+        result = this.refusal(error, located, executionParam, events);
+      }
+      await this.repository.write(tx, { saved: resumed, events, notify: resumed.length > 0 });
+      return result;
+    };
+    return em ? work(em) : this.em.fork().transactional(work);
+  }
+
+  /** The answer to a refusal; a refusal that reached no execution is in the trigger's history. */
+  private refusal(
+    error: DomainException,
+    located: Located,
+    executionParam: string | undefined,
+    events: NewEvent[],
+  ): ActivationAnswer {
+    const result = this.answerError(error);
+    if (events.length === 0)
+      events.push(
+        this.triggerEvent(located, 'activation_refused', {
+          code: error.code,
+          execution: executionParam ?? null,
+        }),
+      );
+    return result;
   }
 
   private async startFlow(
-    em: EntityManager,
+    em: EntityManager | null,
     request: ActivationRequest,
     located: Located,
     application: ApplicationContext | null,
-    data: unknown,
-    user: unknown,
+    caller: Caller,
     events: NewEvent[],
   ): Promise<ActivationAnswer> {
+    const { data, user } = caller;
     let holds: boolean;
     try {
       holds = this.conditionHolds(located.step, { data, user, execution: null });
@@ -206,7 +267,8 @@ export class ActivationService {
       return ignored();
     }
     if (!application) throw new DomainException('TRIGGER_NOT_FOUND', 'No such trigger');
-    const executionId = await this.engine.start(em, {
+    // One statement (execution, history, NOTIFY): without a key's transaction it needs none.
+    const executionId = await this.engine.start(em ?? this.em.fork(), {
       flow: located.flow,
       compiled: located.compiled,
       application,
@@ -220,9 +282,9 @@ export class ActivationService {
     em: EntityManager,
     located: Located,
     id: string,
-    data: unknown,
-    user: unknown,
+    caller: Caller,
     events: NewEvent[],
+    resumed: ExecutionRow[],
   ): Promise<ActivationAnswer> {
     const row = isUuid(id) ? await this.repository.lockById(em, located.flow.tenantId, id.toLowerCase()) : null;
     if (!row || row.flow_id !== located.flow.id)
@@ -239,30 +301,30 @@ export class ActivationService {
         `Execution ${row.id} is ${row.status}, not waiting at "${located.step.definition.name}"`,
       );
     }
-    if (!this.resumeIfCondition(row, located.step, data, user, events, 'id')) return ignored();
-    await this.save(em, [row]);
+    if (!this.resumeIfCondition(row, located.step, caller, events, 'id')) return ignored();
+    resumed.push(row);
     return activated(row.id);
   }
 
+  /** `any` with a condition, or under an Idempotency-Key: candidates one by one until one holds. */
   private async resumeAny(
     em: EntityManager,
     located: Located,
-    data: unknown,
-    user: unknown,
+    caller: Caller,
     events: NewEvent[],
+    resumed: ExecutionRow[],
   ): Promise<ActivationAnswer> {
     const tried: string[] = [];
     for (;;) {
       const candidates = await this.repository.lockWaitingAny(em, located.step.definition.triggerId, ANY_BATCH, tried);
       if (candidates.length === 0) {
-        if (tried.length === 0)
-          throw new DomainException('NO_WAITING_EXECUTION', 'No execution is waiting at this step');
+        if (tried.length === 0) throw noneWaiting();
         return ignored();
       }
       for (const row of candidates) {
         tried.push(row.id);
-        if (this.resumeIfCondition(row, located.step, data, user, events, 'any')) {
-          await this.save(em, [row]);
+        if (this.resumeIfCondition(row, located.step, caller, events, 'any')) {
+          resumed.push(row);
           return activated(row.id);
         }
       }
@@ -273,15 +335,14 @@ export class ActivationService {
     em: EntityManager,
     request: ActivationRequest,
     located: Located,
-    data: unknown,
-    user: unknown,
+    caller: Caller,
     events: NewEvent[],
+    resumed: ExecutionRow[],
   ): Promise<ActivationAnswer> {
     const rows = await this.repository.lockWaitingAll(em, located.step.definition.triggerId);
-    if (rows.length === 0) throw new DomainException('NO_WAITING_EXECUTION', 'No execution is waiting at this step');
-    const resumed = rows.filter((row) => this.resumeIfCondition(row, located.step, data, user, events, 'all'));
+    if (rows.length === 0) throw noneWaiting();
+    resumed.push(...rows.filter((row) => this.resumeIfCondition(row, located.step, caller, events, 'all')));
     if (resumed.length === 0) return ignored();
-    await this.save(em, resumed);
     const ids = resumed.map((row) => row.id);
     const wantsJson = String(request.headers.accept ?? '').includes('application/json');
     return {
@@ -298,11 +359,11 @@ export class ActivationService {
   private resumeIfCondition(
     row: ExecutionRow,
     step: CompiledCallback,
-    data: unknown,
-    user: unknown,
+    caller: Caller,
     events: NewEvent[],
     by: string,
   ): boolean {
+    const { data, user } = caller;
     let holds: boolean;
     try {
       holds = this.conditionHolds(step, { data, user, execution: row.context });
@@ -330,13 +391,6 @@ export class ActivationService {
     if (step.conditions.length === 0) return true;
     const results = step.conditions.map((condition) => isTruthy(condition.evaluate(input)));
     return step.definition.condition?.combinator === 'or' ? results.some(Boolean) : results.every(Boolean);
-  }
-
-  private async save(em: EntityManager, rows: ExecutionRow[]): Promise<void> {
-    // One resumed execution (by id, any) is the hot path: its update and the NOTIFY go as one statement.
-    if (rows.length === 1) return this.repository.saveExecutionAndNotify(em, rows[0]);
-    for (const row of rows) await this.repository.saveExecution(em, row);
-    await this.repository.notify(em);
   }
 
   private async authenticate(located: Located, headers: ActivationRequest['headers']): Promise<Preloaded['auth']> {
@@ -444,6 +498,10 @@ export class ActivationService {
       detail,
     };
   }
+}
+
+function noneWaiting(): DomainException {
+  return new DomainException('NO_WAITING_EXECUTION', 'No execution is waiting at this step');
 }
 
 function activated(executionId: string): ActivationAnswer {

@@ -109,17 +109,20 @@ export class ExecutionEngine implements OnModuleInit {
       row.step_index = 1;
       events.push(this.event(row, 'activated', first.definition.name, { by: 'start' }));
     }
-    await this.repository.insertExecution(em, row);
-    await this.repository.insertEvents(em, events);
-    await this.repository.notify(em);
+    await this.repository.write(em, { inserted: [row], events, notify: true });
     this.metrics.started.inc({ trigger: input.trigger.type });
     return id;
   }
 
   /** Runs steps from where the execution stands until it waits, sleeps, delivers or ends. */
   async advance(em: EntityManager, row: ExecutionRow): Promise<void> {
-    const compiled = await this.catalog.version(row.flow_id, row.flow_version);
     const events: NewEvent[] = [];
+    await this.runSteps(em, row, events);
+    await this.repository.write(em, { saved: [row], events });
+  }
+
+  private async runSteps(em: EntityManager, row: ExecutionRow, events: NewEvent[]): Promise<void> {
+    const compiled = await this.catalog.version(row.flow_id, row.flow_version);
     if (!compiled) {
       this.move(row, 'fail', events, null, { reason: `flow version ${row.flow_version} no longer exists` });
     }
@@ -155,8 +158,6 @@ export class ExecutionEngine implements OnModuleInit {
       break;
     }
     if (row.status !== 'running') row.run_at = null;
-    await this.repository.saveExecution(em, row);
-    await this.repository.insertEvents(em, events);
   }
 
   /** Resumes a waiting execution at its callback step with the activation's data. */
@@ -194,9 +195,7 @@ export class ExecutionEngine implements OnModuleInit {
       });
       this.clearWaiting(row);
     }
-    await this.repository.saveExecution(em, row);
-    await this.repository.insertEvents(em, events);
-    if (row.status === 'running') await this.repository.notify(em);
+    await this.repository.write(em, { saved: [row], events, notify: row.status === 'running' });
   }
 
   async cancel(em: EntityManager, row: ExecutionRow, reason: string): Promise<void> {
@@ -206,8 +205,7 @@ export class ExecutionEngine implements OnModuleInit {
     const step = compiled?.steps[row.step_index ?? 0]?.definition.name ?? null;
     this.move(row, 'cancel', events, step, { reason });
     this.clearWaiting(row);
-    await this.repository.saveExecution(em, row);
-    await this.repository.insertEvents(em, events);
+    await this.repository.write(em, { saved: [row], events });
   }
 
   /** Called in the delivery's own transaction when a webhook step's delivery ends. */
@@ -236,9 +234,7 @@ export class ExecutionEngine implements OnModuleInit {
         error: outcome.error,
       });
     }
-    await this.repository.saveExecution(em, row);
-    await this.repository.insertEvents(em, events);
-    if (row.status === 'running') await this.repository.notify(em);
+    await this.repository.write(em, { saved: [row], events, notify: row.status === 'running' });
   }
 
   private async sendWebhook(

@@ -39,66 +39,63 @@ export interface NewEvent {
 const COLUMNS = `id, tenant_id, flow_id, flow_version, status, step_index, step_phase, run_at, awaiting_delivery_id,
   waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, finished_at`;
 
-const SAVE_EXECUTION = `update executions
-    set status = ?, step_index = ?, step_phase = ?, run_at = ?, awaiting_delivery_id = ?, waiting_trigger_id = ?,
-        waiting_since = ?, waiting_deadline = ?, context = ?::jsonb, finished_at = ?, updated_at = now()
-  where id = ?`;
+/** The columns of an execution a write carries, as jsonb_to_recordset reads them from one JSON parameter. */
+const ROW_RECORD = `id uuid, tenant_id uuid, flow_id uuid, flow_version integer, status text, step_index integer,
+  step_phase text, run_at timestamptz, awaiting_delivery_id uuid, waiting_trigger_id uuid, waiting_since timestamptz,
+  waiting_deadline timestamptz, context jsonb, created_at timestamptz, finished_at timestamptz`;
 
-function saveParams(row: ExecutionRow): unknown[] {
-  return [
-    row.status,
-    row.step_index,
-    row.step_phase,
-    row.run_at,
-    row.awaiting_delivery_id,
-    row.waiting_trigger_id,
-    row.waiting_since,
-    row.waiting_deadline,
-    JSON.stringify(row.context),
-    row.finished_at,
-    row.id,
-  ];
+const INSERT_EXECUTIONS = `insert into executions (id, tenant_id, flow_id, flow_version, status, step_index, step_phase,
+    run_at, awaiting_delivery_id, waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, updated_at,
+    finished_at)
+  select id, tenant_id, flow_id, flow_version, status, step_index, step_phase, run_at, awaiting_delivery_id,
+         waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, now(), finished_at
+    from jsonb_to_recordset(?::jsonb) as r(${ROW_RECORD})`;
+
+const SAVE_EXECUTIONS = `update executions e
+    set status = r.status, step_index = r.step_index, step_phase = r.step_phase, run_at = r.run_at,
+        awaiting_delivery_id = r.awaiting_delivery_id, waiting_trigger_id = r.waiting_trigger_id,
+        waiting_since = r.waiting_since, waiting_deadline = r.waiting_deadline, context = r.context,
+        finished_at = r.finished_at, updated_at = now()
+   from jsonb_to_recordset(?::jsonb) as r(${ROW_RECORD})
+  where e.id = r.id`;
+
+/** History rows keep the order they were produced in (their `seq`): ordinality, then ORDER BY. */
+const INSERT_EVENTS = `insert into flow_events (id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail)
+  select id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail
+    from rows from (jsonb_to_recordset(?::jsonb) as (id uuid, tenant_id uuid, flow_id uuid, execution_id uuid,
+         trigger_id uuid, at timestamptz, type text, step text, detail jsonb)) with ordinality as v
+   order by v.ordinality`;
+
+/** What one unit of engine work writes; `write` sends it as one statement. */
+export interface ExecutionWrites {
+  inserted?: ExecutionRow[];
+  saved?: ExecutionRow[];
+  events?: NewEvent[];
+  /** Wake the flow workers (NOTIFY, sent at commit): an execution became runnable. */
+  notify?: boolean;
 }
 
 /** The flows engine's SQL: claims, the waiting-set queries of activation, and history. */
 @Injectable()
 export class FlowsRepository {
-  async insertExecution(em: EntityManager, row: ExecutionRow): Promise<void> {
-    await em.execute(
-      `insert into executions (id, tenant_id, flow_id, flow_version, status, step_index, step_phase, run_at,
-         awaiting_delivery_id, waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, updated_at,
-         finished_at)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?, now(), ?)`,
-      [
-        row.id,
-        row.tenant_id,
-        row.flow_id,
-        row.flow_version,
-        row.status,
-        row.step_index,
-        row.step_phase,
-        row.run_at,
-        row.awaiting_delivery_id,
-        row.waiting_trigger_id,
-        row.waiting_since,
-        row.waiting_deadline,
-        JSON.stringify(row.context),
-        row.created_at,
-        row.finished_at,
-      ],
-    );
-  }
-
-  async saveExecution(em: EntityManager, row: ExecutionRow): Promise<void> {
-    await em.execute(SAVE_EXECUTION, saveParams(row));
-  }
-
-  /** saveExecution, then NOTIFY the flow workers, in one statement: one round trip per activation. */
-  async saveExecutionAndNotify(em: EntityManager, row: ExecutionRow): Promise<void> {
-    await em.execute(
-      `with saved as (${SAVE_EXECUTION} returning id) select pg_notify('${EXECUTION_CHANNEL}', '') from saved`,
-      saveParams(row),
-    );
+  /**
+   * Inserts, updates, history and NOTIFY of one unit of work as one statement (data-modifying CTEs):
+   * one round trip whatever the number of rows. Each part is one JSON parameter.
+   */
+  async write(em: EntityManager, writes: ExecutionWrites): Promise<void> {
+    const parts: string[] = [];
+    const params: string[] = [];
+    const add = (sql: string, values: unknown[] | undefined) => {
+      if (!values || values.length === 0) return;
+      parts.push(`w${parts.length} as (${sql})`);
+      params.push(JSON.stringify(values));
+    };
+    add(INSERT_EXECUTIONS, writes.inserted);
+    add(SAVE_EXECUTIONS, writes.saved);
+    add(INSERT_EVENTS, writes.events?.map(eventRecord));
+    if (parts.length === 0 && !writes.notify) return;
+    const final = writes.notify ? `select pg_notify('${EXECUTION_CHANNEL}', '')` : 'select 1';
+    await em.execute(parts.length === 0 ? final : `with ${parts.join(', ')} ${final}`, params);
   }
 
   /** Running executions whose next step is due, locked for this transaction (skipped by others). */
@@ -210,27 +207,6 @@ export class FlowsRepository {
     return rows[0] ?? null;
   }
 
-  async insertEvents(em: EntityManager, events: NewEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const values = events.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb)').join(', ');
-    const params = events.flatMap((event) => [
-      randomUUID(),
-      event.tenantId,
-      event.flowId,
-      event.executionId,
-      event.triggerId ?? null,
-      event.at ?? new Date(),
-      event.type,
-      event.step ?? null,
-      event.detail === undefined || event.detail === null ? null : JSON.stringify(event.detail),
-    ]);
-    await em.execute(
-      `insert into flow_events (id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail)
-       values ${values}`,
-      params,
-    );
-  }
-
   async waitingByFlow(em: EntityManager, limit: number): Promise<{ flow_id: string; waiting: string }[]> {
     return em.execute(
       `select flow_id, count(*) as waiting from executions where status = 'waiting'
@@ -238,8 +214,18 @@ export class FlowsRepository {
       [limit],
     );
   }
+}
 
-  async notify(em: EntityManager): Promise<void> {
-    await em.execute(`select pg_notify('${EXECUTION_CHANNEL}', '')`);
-  }
+function eventRecord(event: NewEvent) {
+  return {
+    id: randomUUID(),
+    tenant_id: event.tenantId,
+    flow_id: event.flowId,
+    execution_id: event.executionId,
+    trigger_id: event.triggerId ?? null,
+    at: event.at ?? new Date(),
+    type: event.type,
+    step: event.step ?? null,
+    detail: event.detail ?? null,
+  };
 }
