@@ -3,6 +3,7 @@ import { EntityManager } from '@mikro-orm/postgresql';
 import type { MachinePrincipal } from '../auth/principal.js';
 import { TokenVerifier } from '../auth/token-verifier.js';
 import { DomainException } from '../common/errors.js';
+import { GroupCommit } from '../common/group-commit.js';
 import { AllExceptionsFilter } from '../common/exception.filter.js';
 import { isUuid } from '../common/uuid-param.pipe.js';
 import { type ApplicationContext, TenancyService } from '../tenancy/tenancy.service.js';
@@ -22,6 +23,8 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
  * answer NO_WAITING_EXECUTION while executions still wait (test/flow-races.e2e-spec.ts).
  */
 const ANY_BATCH = 1;
+/** Most `any` calls one group-commit transaction serves (see resumeAnyTogether). */
+const ANY_GROUP_MAX = 100;
 
 export interface ActivationRequest {
   method: 'GET' | 'POST';
@@ -65,6 +68,12 @@ interface Caller {
   user: unknown;
 }
 
+/** An `execution=any` call waiting for its group's transaction. */
+interface AnyCall {
+  located: Located;
+  caller: Caller;
+}
+
 const errors = new AllExceptionsFilter();
 
 /**
@@ -85,6 +94,11 @@ export class ActivationService {
     private readonly tokens: TokenVerifier,
     private readonly metrics: FlowMetrics,
   ) {}
+
+  private readonly anyGroups = new GroupCommit<AnyCall, ActivationAnswer>(
+    (calls) => this.resumeAnyTogether(calls),
+    ANY_GROUP_MAX,
+  );
 
   async activate(request: ActivationRequest): Promise<ActivationAnswer> {
     let located: Located;
@@ -124,8 +138,8 @@ export class ActivationService {
 
   /**
    * Admits the caller, then starts or resumes. `em` is the Idempotency-Key's transaction, which
-   * everything joins; without a key a flow start or a refusal is one autocommitted statement, and
-   * a resume its own transaction.
+   * everything joins; without a key a flow start or a refusal is one autocommitted statement, a
+   * resume its own transaction, and a plain `any` call joins a group commit (resumeAnyTogether).
    * Only the contract's answers (DomainException) are answers; a database failure propagates and
    * rolls back whatever it was part of (the idempotency claim included), so the caller may retry.
    */
@@ -143,6 +157,8 @@ export class ActivationService {
       if (!caller) result = ignored();
       else if (located.flowStarting)
         result = await this.startFlow(em, request, located, preloaded.application, caller, events);
+      else if (executionParam === 'any' && em === null && located.step.conditions.length === 0)
+        return await this.anyGroups.submit(groupKey(located), { located, caller });
       else return await this.resume(em, request, located, executionParam!, caller);
     } catch (error) {
       if (!(error instanceof DomainException)) throw error;
@@ -226,15 +242,41 @@ export class ActivationService {
     return em ? work(em) : this.em.fork().transactional(work);
   }
 
+  /**
+   * Group commit for `execution=any` without a condition or an Idempotency-Key (the others take
+   * resume's path): the plain calls for one trigger that arrived while the previous group's
+   * transaction ran are served by one transaction that locks as many waiting executions as there
+   * are calls (oldest first, SKIP LOCKED, so never one more than it resumes), resumes one per call
+   * with that call's data and user, and writes them, their history and the refusals of the calls
+   * left without one (NO_WAITING_EXECUTION) in one statement. A database error fails the whole
+   * group (nothing committed).
+   */
+  private resumeAnyTogether(calls: AnyCall[]): Promise<ActivationAnswer[]> {
+    const { located } = calls[0];
+    return this.em.fork().transactional(async (em) => {
+      const rows = await this.repository.lockWaitingAny(em, located.step.definition.triggerId, calls.length, []);
+      const events: NewEvent[] = [];
+      const answers = calls.map(({ caller }, index) => {
+        const row = rows[index];
+        if (!row) return this.refusal(noneWaiting(), located, 'any', events, true);
+        this.engine.resume(row, located.step, caller.data, caller.user, events, { by: 'any' });
+        return activated(row.id);
+      });
+      await this.repository.write(em, { saved: rows, events, notify: rows.length > 0 });
+      return answers;
+    });
+  }
+
   /** The answer to a refusal; a refusal that reached no execution is in the trigger's history. */
   private refusal(
     error: DomainException,
     located: Located,
     executionParam: string | undefined,
     events: NewEvent[],
+    unrecorded = events.length === 0,
   ): ActivationAnswer {
     const result = this.answerError(error);
-    if (events.length === 0)
+    if (unrecorded)
       events.push(
         this.triggerEvent(located, 'activation_refused', {
           code: error.code,
@@ -498,6 +540,11 @@ export class ActivationService {
       detail,
     };
   }
+}
+
+/** `any` calls share a group commit when they resume the same step of the same flow version. */
+function groupKey(located: Located): string {
+  return `${located.flow.id}:${located.compiled.version}:${located.step.definition.triggerId}`;
 }
 
 function noneWaiting(): DomainException {

@@ -1,0 +1,85 @@
+import { GroupCommit } from './group-commit.js';
+
+/** A `process` whose batches the test finishes by hand, recording what each batch held. */
+function manualProcess() {
+  const batches: { items: number[]; finish: (error?: Error) => void }[] = [];
+  const process = (items: number[]) =>
+    new Promise<string[]>((resolve, reject) => {
+      batches.push({
+        items,
+        finish: (error) => (error ? reject(error) : resolve(items.map((item) => `done ${item}`))),
+      });
+    });
+  return { batches, process };
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('GroupCommit', () => {
+  it('processes a lone call at once, without waiting for company', async () => {
+    const { batches, process } = manualProcess();
+    const group = new GroupCommit(process, 10);
+
+    const answer = group.submit('a', 1);
+    await settle();
+    expect(batches.map((batch) => batch.items)).toEqual([[1]]);
+    batches[0].finish();
+    await expect(answer).resolves.toBe('done 1');
+  });
+
+  it('calls arriving during a batch go together, in arrival order, in the next one; at most maxBatch each', async () => {
+    const { batches, process } = manualProcess();
+    const group = new GroupCommit(process, 3);
+
+    const answers = [1, 2, 3, 4, 5, 6].map((item) => group.submit('a', item));
+    await settle();
+    expect(batches.map((batch) => batch.items)).toEqual([[1]]);
+    batches[0].finish();
+    await settle();
+    expect(batches.map((batch) => batch.items)).toEqual([[1], [2, 3, 4]]);
+    const late = group.submit('a', 7);
+    batches[1].finish();
+    await settle();
+    expect(batches.map((batch) => batch.items)).toEqual([[1], [2, 3, 4], [5, 6, 7]]);
+    batches[2].finish();
+    expect(await Promise.all([...answers, late])).toEqual([1, 2, 3, 4, 5, 6, 7].map((item) => `done ${item}`));
+
+    // Idle again: the next call goes at once.
+    void group.submit('a', 8);
+    await settle();
+    expect(batches.at(-1)!.items).toEqual([8]);
+  });
+
+  it('keys do not wait for each other', async () => {
+    const { batches, process } = manualProcess();
+    const group = new GroupCommit(process, 10);
+
+    void group.submit('a', 1);
+    void group.submit('b', 2);
+    void group.submit('a', 3);
+    await settle();
+    expect(batches.map((batch) => batch.items)).toEqual([[1], [2]]);
+  });
+
+  it('a failed batch fails each of its calls, and the calls queued behind it still run', async () => {
+    const { batches, process } = manualProcess();
+    const group = new GroupCommit(process, 10);
+
+    const first = group.submit('a', 1);
+    const second = group.submit('a', 2);
+    const third = group.submit('a', 3);
+    await settle();
+    batches[0].finish(new Error('connection lost'));
+    await expect(first).rejects.toThrow('connection lost');
+    await settle();
+    expect(batches[1].items).toEqual([2, 3]);
+    batches[1].finish(new Error('deadlock'));
+    await expect(second).rejects.toThrow('deadlock');
+    await expect(third).rejects.toThrow('deadlock');
+
+    const fourth = group.submit('a', 4);
+    await settle();
+    batches[2].finish();
+    await expect(fourth).resolves.toBe('done 4');
+  });
+});
