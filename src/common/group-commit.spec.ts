@@ -1,4 +1,4 @@
-import { GroupCommit } from './group-commit.js';
+import { GroupCommit, sharedReads } from './group-commit.js';
 
 /** A `process` whose batches the test finishes by hand, recording what each batch held. */
 function manualProcess() {
@@ -81,5 +81,27 @@ describe('GroupCommit', () => {
     await settle();
     batches[2].finish();
     await expect(fourth).resolves.toBe('done 4');
+  });
+});
+
+describe('sharedReads', () => {
+  it('callers that arrive during a read share the next read, never the one already running', async () => {
+    let version = 1;
+    const reads: ((value: number) => void)[] = [];
+    const shared = sharedReads((_key: string) => new Promise<number>((resolve) => reads.push(resolve)));
+
+    const early = shared.submit('flow', 'flow');
+    await settle();
+    // Changed after the first read began: callers from now on must see it.
+    version = 2;
+    const late = [shared.submit('flow', 'flow'), shared.submit('flow', 'flow')];
+    await settle();
+    expect(reads).toHaveLength(1);
+    reads[0](1);
+    await expect(early).resolves.toBe(1);
+    await settle();
+    expect(reads).toHaveLength(2);
+    reads[1](version);
+    expect(await Promise.all(late)).toEqual([2, 2]);
   });
 });

@@ -49,3 +49,15 @@ export class GroupCommit<T, R> {
     }
   }
 }
+
+/**
+ * Calls with the same key want the same answer (a read): one read serves each batch. A caller
+ * that arrives while a read runs waits for the next one, which starts after it arrived, so it
+ * never gets an answer older than its call, only a shared one.
+ */
+export function sharedReads<T, R>(read: (item: T) => Promise<R>): GroupCommit<T, R> {
+  return new GroupCommit<T, R>(async (items) => {
+    const result = await read(items[0]);
+    return items.map(() => result);
+  }, Number.MAX_SAFE_INTEGER);
+}

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from '@mikro-orm/postgresql';
 import type { ValidateFunction } from 'ajv';
+import { sharedReads } from '../common/group-commit.js';
 import { parseDuration } from './duration.js';
 import {
   type CallbackStepDefinition,
@@ -63,6 +64,10 @@ interface FlowRow {
 @Injectable()
 export class FlowCatalog {
   private readonly versions = new Map<string, Promise<CompiledVersion | null>>();
+  /** Concurrent reads of one flow row share a query (sharedReads): one per flow at a time, not per activation. */
+  private readonly flowReads = sharedReads(({ tenantId, flowId }: { tenantId: string | null; flowId: string }) =>
+    this.readFlow(tenantId, flowId),
+  );
 
   constructor(private readonly em: EntityManager) {}
 
@@ -80,14 +85,11 @@ export class FlowCatalog {
 
   /**
    * The flow as it is now: never cached, so that a PUT on any replica takes effect at once. Read as a
-   * plain row, not a managed entity (no fork identity map, no hydration): every activation asks.
+   * plain row, not a managed entity (no fork identity map, no hydration): every activation asks
+   * (concurrent asks share one query, never an answer older than the ask: flowReads).
    */
   async current(tenantId: string | null, flowId: string): Promise<{ flow: Flow; compiled: CompiledVersion } | null> {
-    const [row] = await this.em.fork().execute<FlowRow[]>(
-      `select id, tenant_id, application_id, name, version, public_base_url, created_at, updated_at
-         from flows where id = ?${tenantId ? ' and tenant_id = ?' : ''}`,
-      tenantId ? [flowId, tenantId] : [flowId],
-    );
+    const row = await this.flowReads.submit(`${tenantId}:${flowId}`, { tenantId, flowId });
     if (!row) return null;
     const flow = Object.assign(new Flow(), {
       id: row.id,
@@ -101,6 +103,15 @@ export class FlowCatalog {
     });
     const compiled = await this.version(flow.id, flow.version);
     return compiled && { flow, compiled };
+  }
+
+  private async readFlow(tenantId: string | null, flowId: string): Promise<FlowRow | null> {
+    const [row] = await this.em.fork().execute<FlowRow[]>(
+      `select id, tenant_id, application_id, name, version, public_base_url, created_at, updated_at
+         from flows where id = ?${tenantId ? ' and tenant_id = ?' : ''}`,
+      tenantId ? [flowId, tenantId] : [flowId],
+    );
+    return row ?? null;
   }
 
   /** Which version of the flow holds a callback step with this trigger id (newest first). */

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { EntityManager } from '@mikro-orm/postgresql';
 import { DomainException } from '../common/errors.js';
+import { sharedReads } from '../common/group-commit.js';
 import { type ListQueryDto, type Page, paginate } from '../common/pagination.js';
 import { SigningSecretsService } from '../secrets/signing-secrets.service.js';
 import type {
@@ -25,6 +26,11 @@ export interface ApplicationContext {
 /** Tenants, projects and applications: the tree every other object hangs from. */
 @Injectable()
 export class TenancyService {
+  private readonly contextReads = sharedReads(
+    ({ tenantId, applicationId }: { tenantId: string; applicationId: string }) =>
+      this.readApplicationContext(tenantId, applicationId),
+  );
+
   constructor(
     private readonly em: EntityManager,
     private readonly secrets: SigningSecretsService,
@@ -98,15 +104,28 @@ export class TenancyService {
   }
 
   /** For other modules: the application with its project and tenant, if it is in `tenantId`. */
-  async applicationContext(tenantId: string, applicationId: string): Promise<ApplicationContext | null> {
-    const application = await this.em.fork().findOne(Application, { id: applicationId, tenantId });
-    if (!application) return null;
-    const [project, tenant] = await Promise.all([
-      this.em.fork().findOneOrFail(Project, { id: application.projectId }),
-      this.em.fork().findOneOrFail(Tenant, { id: application.tenantId }),
-    ]);
-    const pick = ({ id, name, slug }: { id: string; name: string; slug: string }) => ({ id, name, slug });
-    return { tenant: pick(tenant), project: pick(project), application: pick(application) };
+  /**
+   * One query (a join of plain rows, no entities), asked on every flow start and cron firing;
+   * concurrent asks for one application share it (sharedReads).
+   */
+  applicationContext(tenantId: string, applicationId: string): Promise<ApplicationContext | null> {
+    return this.contextReads.submit(`${tenantId}:${applicationId}`, { tenantId, applicationId });
+  }
+
+  private async readApplicationContext(tenantId: string, applicationId: string): Promise<ApplicationContext | null> {
+    const [row] = await this.em.fork().execute<Record<string, string>[]>(
+      `select t.id as tenant_id, t.name as tenant_name, t.slug as tenant_slug,
+              p.id as project_id, p.name as project_name, p.slug as project_slug,
+              a.id as application_id, a.name as application_name, a.slug as application_slug
+         from applications a
+         join projects p on p.id = a.project_id
+         join tenants t on t.id = a.tenant_id
+        where a.id = ? and a.tenant_id = ?`,
+      [applicationId, tenantId],
+    );
+    if (!row) return null;
+    const pick = (of: string) => ({ id: row[`${of}_id`], name: row[`${of}_name`], slug: row[`${of}_slug`] });
+    return { tenant: pick('tenant'), project: pick('project'), application: pick('application') };
   }
 
   private async findTenant(id: string): Promise<Tenant> {
