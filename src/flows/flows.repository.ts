@@ -51,12 +51,19 @@ const INSERT_EXECUTIONS = `insert into executions (id, tenant_id, flow_id, flow_
          waiting_trigger_id, waiting_since, waiting_deadline, context, created_at, now(), finished_at
     from jsonb_to_recordset(?::jsonb) as r(${ROW_RECORD})`;
 
+/**
+ * After its insert an execution's context changes only under `steps` (ExecutionEngine adds each
+ * step's output there), so an update carries `steps`, not the whole context again (the trigger
+ * data, the tenancy names and the callback URLs are most of it).
+ */
 const SAVE_EXECUTIONS = `update executions e
     set status = r.status, step_index = r.step_index, step_phase = r.step_phase, run_at = r.run_at,
         awaiting_delivery_id = r.awaiting_delivery_id, waiting_trigger_id = r.waiting_trigger_id,
-        waiting_since = r.waiting_since, waiting_deadline = r.waiting_deadline, context = r.context,
-        finished_at = r.finished_at, updated_at = now()
-   from jsonb_to_recordset(?::jsonb) as r(${ROW_RECORD})
+        waiting_since = r.waiting_since, waiting_deadline = r.waiting_deadline,
+        context = jsonb_set(e.context, '{steps}', r.steps), finished_at = r.finished_at, updated_at = now()
+   from jsonb_to_recordset(?::jsonb) as r(id uuid, status text, step_index integer, step_phase text,
+        run_at timestamptz, awaiting_delivery_id uuid, waiting_trigger_id uuid, waiting_since timestamptz,
+        waiting_deadline timestamptz, steps jsonb, finished_at timestamptz)
   where e.id = r.id`;
 
 /** History rows keep the order they were produced in (their `seq`): ordinality, then ORDER BY. */
@@ -91,7 +98,7 @@ export class FlowsRepository {
       params.push(JSON.stringify(values));
     };
     add(INSERT_EXECUTIONS, writes.inserted);
-    add(SAVE_EXECUTIONS, writes.saved);
+    add(SAVE_EXECUTIONS, writes.saved?.map(savedRecord));
     add(INSERT_EVENTS, writes.events?.map(eventRecord));
     if (parts.length === 0 && !writes.notify) return;
     const final = writes.notify ? `select pg_notify('${EXECUTION_CHANNEL}', '')` : 'select 1';
@@ -214,6 +221,23 @@ export class FlowsRepository {
       [limit],
     );
   }
+}
+
+/** What an update changes (SAVE_EXECUTIONS). */
+function savedRecord(row: ExecutionRow) {
+  return {
+    id: row.id,
+    status: row.status,
+    step_index: row.step_index,
+    step_phase: row.step_phase,
+    run_at: row.run_at,
+    awaiting_delivery_id: row.awaiting_delivery_id,
+    waiting_trigger_id: row.waiting_trigger_id,
+    waiting_since: row.waiting_since,
+    waiting_deadline: row.waiting_deadline,
+    steps: row.context.steps,
+    finished_at: row.finished_at,
+  };
 }
 
 function eventRecord(event: NewEvent) {
