@@ -6,6 +6,14 @@ import { resolve } from 'node:path';
 /** dist/ (this file runs from dist/bench/support). */
 export const DIST = resolve(import.meta.dirname, '../..');
 
+/**
+ * The node flags of `npm start` (package.json's start script), so the service runs here exactly as
+ * it is started in production.
+ */
+const SERVICE_NODE_FLAGS: string[] = JSON.parse(readFileSync(resolve(DIST, '../package.json'), 'utf8'))
+  .scripts.start.split(/\s+/)
+  .filter((arg: string) => arg.startsWith('--'));
+
 /** A port nobody listens on right now (the service cannot report the one PORT=0 would pick). */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -72,7 +80,8 @@ function spawnScript(script: string, env: Record<string, string>, stdio: StdioOp
   // BENCH_CPU_PROFILE_DIR=<dir> profiles every process the run starts (open the .cpuprofile in DevTools).
   const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
-  return spawn(process.execPath, [...profile, resolve(DIST, script)], {
+  const flags = script === 'src/main.js' ? SERVICE_NODE_FLAGS : [];
+  return spawn(process.execPath, [...profile, ...flags, resolve(DIST, script)], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio,
   });

@@ -12,7 +12,7 @@ import {
 import { MikroOrmMiddleware, MikroOrmModule } from '@mikro-orm/nestjs';
 import { MikroORM, PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { AppConfig } from '../config/app-config.js';
-import { EmbeddedPostgres } from './embedded-postgres.js';
+import type { EmbeddedPostgres } from './embedded-postgres.js';
 import { migrateUnderLock } from './migrate.js';
 import { createOrmConfig } from './mikro-orm.config.js';
 
@@ -29,6 +29,8 @@ export class DatabaseConnection implements OnApplicationShutdown {
 
   async url(): Promise<string> {
     if (this.config.databaseUrl) return this.config.databaseUrl;
+    // Loaded only for the embedded default: with DATABASE_URL set, PGlite is never imported.
+    const { EmbeddedPostgres } = await import('./embedded-postgres.js');
     this.embedded ??= await EmbeddedPostgres.start(this.config.dataDir);
     return this.embedded.url;
   }

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -7,6 +7,10 @@ import { join, resolve } from 'node:path';
 // embedded database, stdout logging and the shutdown path only show up there.
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'dist/src/main.js');
+/** The node flags of `npm start` (package.json's start script). */
+const NODE_FLAGS: string[] = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
+  .scripts.start.split(/\s+/)
+  .filter((arg: string) => arg.startsWith('--'));
 
 export interface Exit {
   code: number | null;
@@ -36,11 +40,12 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts `node dist/src/main.js` in `cwd` with only `env` (plus PATH and HOME), so nothing from
- * the caller's environment (DATABASE_URL, SECRETS_KEY, CI…) leaks in, nor a `.env` of the repo.
+ * Starts `node <npm start's flags> dist/src/main.js` in `cwd` with only `env` (plus PATH and HOME),
+ * so nothing from the caller's environment (DATABASE_URL, SECRETS_KEY, CI…) leaks in, nor a `.env`
+ * of the repo.
  */
 export function spawnBuiltApp(cwd: string, env: Record<string, string>): BuiltApp {
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
