@@ -16,7 +16,7 @@ function manualProcess() {
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('GroupCommit', () => {
-  it('processes a lone call at once, without waiting for company', async () => {
+  it('a lone call goes in the same turn of the event loop, without waiting for company', async () => {
     const { batches, process } = manualProcess();
     const group = new GroupCommit(process, 10);
 
@@ -27,22 +27,32 @@ describe('GroupCommit', () => {
     await expect(answer).resolves.toBe('done 1');
   });
 
-  it('calls arriving during a batch go together, in arrival order, in the next one; at most maxBatch each', async () => {
+  it('calls of one turn go together; calls arriving during a batch go in the next one; at most maxBatch each', async () => {
     const { batches, process } = manualProcess();
     const group = new GroupCommit(process, 3);
 
-    const answers = [1, 2, 3, 4, 5, 6].map((item) => group.submit('a', item));
+    const first = [1, 2].map((item) => group.submit('a', item));
     await settle();
-    expect(batches.map((batch) => batch.items)).toEqual([[1]]);
+    expect(batches.map((batch) => batch.items)).toEqual([[1, 2]]);
+    const during = [3, 4, 5, 6].map((item) => group.submit('a', item));
+    await settle();
+    expect(batches).toHaveLength(1);
     batches[0].finish();
     await settle();
-    expect(batches.map((batch) => batch.items)).toEqual([[1], [2, 3, 4]]);
+    expect(batches.map((batch) => batch.items)).toEqual([
+      [1, 2],
+      [3, 4, 5],
+    ]);
     const late = group.submit('a', 7);
     batches[1].finish();
     await settle();
-    expect(batches.map((batch) => batch.items)).toEqual([[1], [2, 3, 4], [5, 6, 7]]);
+    expect(batches.map((batch) => batch.items)).toEqual([
+      [1, 2],
+      [3, 4, 5],
+      [6, 7],
+    ]);
     batches[2].finish();
-    expect(await Promise.all([...answers, late])).toEqual([1, 2, 3, 4, 5, 6, 7].map((item) => `done ${item}`));
+    expect(await Promise.all([...first, ...during, late])).toEqual([1, 2, 3, 4, 5, 6, 7].map((item) => `done ${item}`));
 
     // Idle again: the next call goes at once.
     void group.submit('a', 8);
@@ -56,6 +66,7 @@ describe('GroupCommit', () => {
 
     void group.submit('a', 1);
     void group.submit('b', 2);
+    await settle();
     void group.submit('a', 3);
     await settle();
     expect(batches.map((batch) => batch.items)).toEqual([[1], [2]]);
@@ -66,9 +77,9 @@ describe('GroupCommit', () => {
     const group = new GroupCommit(process, 10);
 
     const first = group.submit('a', 1);
+    await settle();
     const second = group.submit('a', 2);
     const third = group.submit('a', 3);
-    await settle();
     batches[0].finish(new Error('connection lost'));
     await expect(first).rejects.toThrow('connection lost');
     await settle();

@@ -5,11 +5,12 @@ interface Pending<T, R> {
 }
 
 /**
- * Group commit: calls with the same key that arrive while a batch of that key is being processed
- * wait for it to finish and are then processed together, in arrival order, by one call of
- * `process` (at most `maxBatch` at a time). A lone call goes at once, so the wait is bounded by
- * one batch, never a timer. `process` answers each item in order; if it throws, every call of
- * that batch gets the error and the next batch goes on.
+ * Group commit: calls with the same key are processed together, in arrival order, by one call of
+ * `process` (at most `maxBatch` at a time): the calls made in the same turn of the event loop (the
+ * batch starts in setImmediate, not on a timer), then, while a batch runs, every call arriving
+ * meanwhile, in the next one. So a call waits at most for the batch in flight and its own. `process`
+ * answers each item in order; if it throws, every call of that batch gets the error and the next
+ * batch goes on.
  */
 export class GroupCommit<T, R> {
   private readonly queues = new Map<string, Pending<T, R>[]>();
@@ -21,32 +22,29 @@ export class GroupCommit<T, R> {
 
   submit(key: string, item: T): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      const queue = this.queues.get(key);
-      if (queue) {
-        queue.push({ item, resolve, reject });
-        return;
+      let queue = this.queues.get(key);
+      if (!queue) {
+        // The key's queue lives until its runner finds it empty.
+        queue = [];
+        this.queues.set(key, queue);
+        const calls = queue;
+        setImmediate(() => void this.run(key, calls));
       }
-      // The key's entry exists while a batch is in flight; it holds the calls of the next one.
-      this.queues.set(key, []);
-      void this.run(key, [{ item, resolve, reject }]);
+      queue.push({ item, resolve, reject });
     });
   }
 
-  private async run(key: string, batch: Pending<T, R>[]): Promise<void> {
-    for (;;) {
+  private async run(key: string, queue: Pending<T, R>[]): Promise<void> {
+    while (queue.length > 0) {
+      const batch = queue.splice(0, this.maxBatch);
       try {
         const results = await this.process(batch.map((pending) => pending.item));
         batch.forEach((pending, index) => pending.resolve(results[index]));
       } catch (error) {
         for (const pending of batch) pending.reject(error);
       }
-      const queue = this.queues.get(key)!;
-      if (queue.length === 0) {
-        this.queues.delete(key);
-        return;
-      }
-      batch = queue.splice(0, this.maxBatch);
     }
+    this.queues.delete(key);
   }
 }
 
