@@ -122,6 +122,30 @@ describe('activation: concurrent `any` calls on one instance', () => {
       [flow.id],
     );
     expect(Number(transactions)).toBeLessThan(40);
+
+    // A grouped resume leaves an execution as a single one does: compared with one resumed by id.
+    const [single] = await startWaiting(flow, [{ index: 40 }]);
+    await fetch(`${t.baseUrl}${activationPath(flow, 'Approve')}?execution=${single}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ caller: 'by id' }),
+    });
+    const shape = async (id: string) => {
+      const execution = await flows.until(id, (candidate) => candidate.status === 'completed');
+      const activate = execution.history.find((event) => event.type === 'activate')!;
+      return {
+        status: execution.status,
+        types: execution.history.map((event) => event.type),
+        activate: { step: activate.step, detail: { ...activate.detail, by: '…' } },
+        approve: Object.keys(execution.context.steps.Approve).sort(),
+        approvedAt: execution.context.steps.Approve.at === activate.at,
+      };
+    };
+    expect(await shape(won[0].executionId!)).toEqual(await shape(single));
+    expect((await shape(single)).activate).toEqual({
+      step: 'Approve',
+      detail: { from: 'waiting', to: 'running', by: '…' },
+    });
   });
 
   it('plain calls, keyed calls, schema refusals and a conditional step at once: each answered as alone', async () => {
@@ -214,7 +238,7 @@ describe('activation: concurrent `any` calls on one instance', () => {
       const blocker = new pg.Client({ connectionString: url });
       await blocker.connect();
       try {
-        // Hold the first group's transaction open: its history insert waits for this lock.
+        // Hold the first group's statement open: its history insert waits for this lock.
         await blocker.query('begin');
         await blocker.query('lock table flow_events in share mode');
         const first = activate(flow, { n: 0 });

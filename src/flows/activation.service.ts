@@ -244,27 +244,25 @@ export class ActivationService {
 
   /**
    * Group commit for `execution=any` without a condition or an Idempotency-Key (the others take
-   * resume's path): the plain calls for one trigger that arrived while the previous group's
-   * transaction ran are served by one transaction that locks as many waiting executions as there
-   * are calls (oldest first, SKIP LOCKED, so never one more than it resumes), resumes one per call
-   * with that call's data and user, and writes them, their history and the refusals of the calls
-   * left without one (NO_WAITING_EXECUTION) in one statement. A database error fails the whole
-   * group (nothing committed).
+   * resume's path): the plain calls for one trigger made while the previous group's statement ran
+   * are served together by one autocommitted statement (FlowsRepository.resumeWaiting) that locks
+   * as many waiting executions as there are calls (oldest first, SKIP LOCKED, so never one it does
+   * not resume), resumes one per call with that call's data and user, as ExecutionEngine.resume
+   * would, and writes their history, the refusals of the calls left without one
+   * (NO_WAITING_EXECUTION) and the NOTIFY. A database error fails the whole group; nothing commits.
    */
-  private resumeAnyTogether(calls: AnyCall[]): Promise<ActivationAnswer[]> {
+  private async resumeAnyTogether(calls: AnyCall[]): Promise<ActivationAnswer[]> {
     const { located } = calls[0];
-    return this.em.fork().transactional(async (em) => {
-      const rows = await this.repository.lockWaitingAny(em, located.step.definition.triggerId, calls.length, []);
-      const events: NewEvent[] = [];
-      const answers = calls.map(({ caller }, index) => {
-        const row = rows[index];
-        if (!row) return this.refusal(noneWaiting(), located, 'any', events, true);
-        this.engine.resume(row, located.step, caller.data, caller.user, events, { by: 'any' });
-        return activated(row.id);
-      });
-      await this.repository.write(em, { saved: rows, events, notify: rows.length > 0 });
-      return answers;
-    });
+    const resumption = this.engine.waitingResumption(located.step, { by: 'any' });
+    const none = noneWaiting();
+    const resumed = await this.repository.resumeWaiting(
+      this.em.fork(),
+      located.step.definition.triggerId,
+      resumption,
+      calls.map(({ caller }) => resumption.output(caller.data, caller.user)),
+      this.triggerEvent(located, 'activation_refused', { code: none.code, execution: 'any' }),
+    );
+    return calls.map((_, index) => (index < resumed.length ? activated(resumed[index]) : this.answerError(none)));
   }
 
   /** The answer to a refusal; a refusal that reached no execution is in the trigger's history. */
@@ -273,10 +271,9 @@ export class ActivationService {
     located: Located,
     executionParam: string | undefined,
     events: NewEvent[],
-    unrecorded = events.length === 0,
   ): ActivationAnswer {
     const result = this.answerError(error);
-    if (unrecorded)
+    if (events.length === 0)
       events.push(
         this.triggerEvent(located, 'activation_refused', {
           code: error.code,

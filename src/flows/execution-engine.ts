@@ -12,7 +12,7 @@ import type { CompiledCallback, CompiledVersion, CompiledWebhook } from './flow-
 import { FlowCatalog } from './flow-catalog.js';
 import type { ExecutionContext, Flow } from './flows.entities.js';
 import { FlowMetrics } from './flows.metrics.js';
-import { type ExecutionRow, FlowsRepository, type NewEvent } from './flows.repository.js';
+import { type ExecutionRow, FlowsRepository, type NewEvent, type WaitingResumption } from './flows.repository.js';
 import { JqRuntimeError } from './jq-expression.js';
 
 export interface StartInput {
@@ -24,6 +24,13 @@ export interface StartInput {
   baseUrl: string;
   /** Extra history detail of the start (the activation that caused it, say). */
   detail?: Record<string, unknown>;
+}
+
+type StepOutput = ExecutionContext['steps'][string];
+
+/** What a callback step stores as its output when an activation (or the start) passes it. */
+function stepOutput(data: unknown, user: unknown, at: Date): StepOutput {
+  return { data, user, at: at.toISOString() };
 }
 
 export function activationUrl(baseUrl: string, flowId: string, triggerId: string): string {
@@ -101,11 +108,7 @@ export class ExecutionEngine implements OnModuleInit {
     ];
     const first = compiled.steps[0];
     if (first?.type === 'callback') {
-      context.steps[first.definition.name] = {
-        data: input.trigger.data,
-        user: input.trigger.user,
-        at: now.toISOString(),
-      };
+      context.steps[first.definition.name] = stepOutput(input.trigger.data, input.trigger.user, now);
       row.step_index = 1;
       events.push(this.event(row, 'activated', first.definition.name, { by: 'start' }));
     }
@@ -178,10 +181,30 @@ export class ExecutionEngine implements OnModuleInit {
   ): void {
     const now = this.clock.now();
     this.move(row, 'activate', events, step.definition.name, detail);
-    row.context.steps[step.definition.name] = { data, user, at: now.toISOString() };
+    row.context.steps[step.definition.name] = stepOutput(data, user, now);
     row.step_index = (row.step_index ?? 0) + 1;
     this.clearWaiting(row);
     row.run_at = now;
+  }
+
+  /**
+   * resume() as values, for executions a statement resumes without reading them first (activation's
+   * group commit, FlowsRepository.resumeWaiting): the same status, history event and run_at, and
+   * `output` for each caller's step output.
+   */
+  waitingResumption(
+    step: CompiledCallback,
+    detail: Record<string, unknown>,
+  ): WaitingResumption & { output(data: unknown, user: unknown): StepOutput } {
+    const now = this.clock.now();
+    const status = transition('waiting', 'activate');
+    return {
+      status,
+      runAt: now,
+      step: step.definition.name,
+      event: { type: 'activate', at: now, detail: { from: 'waiting', to: status, ...detail } },
+      output: (data, user) => stepOutput(data, user, now),
+    };
   }
 
   /** The callback step's timeout passed: fail, or continue without data, per its onTimeout. */
@@ -192,7 +215,7 @@ export class ExecutionEngine implements OnModuleInit {
     const name = step?.definition.name ?? null;
     if (step?.type === 'callback' && step.definition.onTimeout === 'continue') {
       this.move(row, 'timeout_continue', events, name, { timeout: step.definition.timeout });
-      row.context.steps[step.definition.name] = { data: null, user: null, at: this.clock.now().toISOString() };
+      row.context.steps[step.definition.name] = stepOutput(null, null, this.clock.now());
       row.step_index = (row.step_index ?? 0) + 1;
       this.clearWaiting(row);
       row.run_at = this.clock.now();

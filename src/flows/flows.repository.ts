@@ -73,6 +73,55 @@ const INSERT_EVENTS = `insert into flow_events (id, tenant_id, flow_id, executio
          trigger_id uuid, at timestamptz, type text, step text, detail jsonb)) with ordinality as v
    order by v.ordinality`;
 
+/**
+ * What ExecutionEngine.resume does to any execution waiting at one step, as values a statement can
+ * apply to rows it has not read (resumeWaiting): the status it moves to, when it runs next, the
+ * history event, and per caller the step's output.
+ */
+export interface WaitingResumption {
+  status: ExecutionStatus;
+  runAt: Date;
+  step: string;
+  event: { type: string; at: Date; detail: Record<string, unknown> };
+}
+
+/**
+ * execution=any for many callers in one statement: lock as many executions waiting at the trigger
+ * as there are outputs (oldest first, SKIP LOCKED), number them, resume the n-th with the n-th
+ * output (ExecutionEngine.resume's changes: status, step_index + 1, steps.<step>, waiting cleared,
+ * run_at), write their history and one refusal per output left without an execution, NOTIFY.
+ */
+const RESUME_WAITING = `with callers as (
+    select c.output, c.ord
+      from rows from (jsonb_to_recordset(?::jsonb) as (output jsonb)) with ordinality as c(output, ord)
+  ),
+  picked as (
+    select id, row_number() over (order by waiting_since, id) as ord
+      from (select id, waiting_since from executions
+             where status = 'waiting' and waiting_trigger_id = ?
+             order by waiting_since, id
+             limit ?
+             for update skip locked) locked
+  ),
+  resumed as (
+    update executions e
+       set status = ?, step_index = e.step_index + 1, context = jsonb_set(e.context, array['steps', ?], c.output),
+           run_at = ?, waiting_trigger_id = null, waiting_since = null, waiting_deadline = null, updated_at = now()
+      from picked p join callers c on c.ord = p.ord
+     where e.id = p.id
+     returning e.id, e.tenant_id, e.flow_id, p.ord
+  ),
+  history as (
+    insert into flow_events (id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail)
+    select gen_random_uuid(), tenant_id, flow_id, id, null, ?, ?, ?, ?::jsonb from resumed order by ord
+  ),
+  refused as (
+    insert into flow_events (id, tenant_id, flow_id, execution_id, trigger_id, at, type, step, detail)
+    select gen_random_uuid(), ?, ?, null, ?, ?, ?, ?, ?::jsonb
+      from callers where ord > (select count(*) from picked) order by ord
+  )
+  select id, pg_notify('${EXECUTION_CHANNEL}', '') from resumed order by ord`;
+
 /** What one unit of engine work writes; `write` sends it as one statement. */
 export interface ExecutionWrites {
   inserted?: ExecutionRow[];
@@ -127,6 +176,39 @@ export class FlowsRepository {
         for update skip locked`,
       [now, limit],
     );
+  }
+
+  /**
+   * RESUME_WAITING: one autocommitted statement for a group of `any` callers; the ids of the
+   * executions resumed, in caller order (fewer than the outputs when fewer were free).
+   */
+  async resumeWaiting(
+    em: EntityManager,
+    triggerId: string,
+    resumption: WaitingResumption,
+    outputs: unknown[],
+    refusal: NewEvent,
+  ): Promise<string[]> {
+    const rows = await em.execute<{ id: string }[]>(RESUME_WAITING, [
+      JSON.stringify(outputs.map((output) => ({ output }))),
+      triggerId,
+      outputs.length,
+      resumption.status,
+      resumption.step,
+      resumption.runAt,
+      resumption.event.at,
+      resumption.event.type,
+      resumption.step,
+      JSON.stringify(resumption.event.detail),
+      refusal.tenantId,
+      refusal.flowId,
+      refusal.triggerId ?? null,
+      refusal.at ?? resumption.event.at,
+      refusal.type,
+      refusal.step ?? null,
+      JSON.stringify(refusal.detail ?? null),
+    ]);
+    return rows.map((row) => row.id);
   }
 
   /** Up to `limit` executions waiting at the trigger, oldest first, skipping ones others hold. */
