@@ -254,15 +254,15 @@ export class ActivationService {
   private async resumeAnyTogether(calls: AnyCall[]): Promise<ActivationAnswer[]> {
     const { located } = calls[0];
     const resumption = this.engine.waitingResumption(located.step, { by: 'any' });
-    const none = noneWaiting();
     const resumed = await this.repository.resumeWaiting(
       this.em.fork(),
       located.step.definition.triggerId,
       resumption,
       calls.map(({ caller }) => resumption.output(caller.data, caller.user)),
-      this.triggerEvent(located, 'activation_refused', { code: none.code, execution: 'any' }),
+      this.triggerEvent(located, 'activation_refused', { code: 'NO_WAITING_EXECUTION', execution: 'any' }),
     );
-    return calls.map((_, index) => (index < resumed.length ? activated(resumed[index]) : this.answerError(none)));
+    const none = resumed.length < calls.length ? this.answerError(noneWaiting()) : null;
+    return calls.map((_, index) => (index < resumed.length ? activated(resumed[index]) : none!));
   }
 
   /** The answer to a refusal; a refusal that reached no execution is in the trigger's history. */
