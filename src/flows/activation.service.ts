@@ -18,12 +18,13 @@ import { isTruthy, JqRuntimeError } from './jq-expression.js';
 export const ACTIVATION_BODY_LIMIT = 1024 * 1024;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 /**
- * `any` locks its candidates one at a time. A lock is held until the activation commits, so a
- * larger batch would hide every row of it from concurrent `any` calls (SKIP LOCKED), which then
- * answer NO_WAITING_EXECUTION while executions still wait (test/flow-races.e2e-spec.ts).
+ * `any` with a condition or a key locks its candidates one at a time. A lock is held until the
+ * activation commits, so a larger batch would hide every row of it from concurrent `any` calls
+ * (SKIP LOCKED), which then answer NO_WAITING_EXECUTION while executions still wait
+ * (test/flow-races.e2e-spec.ts).
  */
 const ANY_BATCH = 1;
-/** Most `any` calls one group-commit transaction serves (see resumeAnyTogether). */
+/** Most plain `any` calls one group-commit statement serves (see resumeAnyTogether). */
 const ANY_GROUP_MAX = 100;
 
 export interface ActivationRequest {
