@@ -1,11 +1,13 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import autocannon from 'autocannon';
 import pg from 'pg';
-import { createBenchDatabase } from '../support/database.js';
-import { type ServerProcess, startServer } from '../support/processes.js';
-import type { BenchContext, BenchRow, Scenario } from '../support/scenario.js';
+import { call, seedTenant } from '../support/api.js';
+import { count, cpuBetween, createBenchDatabase, databaseBackendsCpuMs } from '../support/database.js';
+import { burst, type BurstOptions, type BurstResult } from '../support/load.js';
+import type { ServerProcess } from '../support/processes.js';
+import { type BenchContext, benchRow, type BenchRow, type Scenario } from '../support/scenario.js';
+import { serviceEnv, startService } from '../support/service.js';
+import { percentile, sleep } from '../support/stats.js';
 
 /** BENCH_ACTIVATIONS and BENCH_WAITING_RSS override the two sizes (defaults from the issue). */
 const ACTIVATIONS = Number(process.env.BENCH_ACTIVATIONS ?? 10_000);
@@ -57,17 +59,10 @@ export const activation: Scenario = {
     const database = await createBenchDatabase(context.databaseServerUrl);
     const db = new pg.Client({ connectionString: database.url });
     await db.connect();
-    const env = {
-      NODE_ENV: 'production',
-      DATABASE_URL: database.url,
-      ADMIN_TOKEN: randomBytes(24).toString('base64url'),
-      SECRETS_KEY: randomBytes(32).toString('base64'),
-      LOG_LEVEL: 'warn',
-      DATABASE_POOL_SIZE: String(POOL_SIZE),
-    };
+    const env = serviceEnv(database.url, { DATABASE_POOL_SIZE: String(POOL_SIZE) });
     let app: ServerProcess | null = null;
     try {
-      app = await startServer('src/main.js', env, '/health/ready');
+      app = await startService(env);
       const seed = await seedFlow(app.baseUrl, env.ADMIN_TOKEN);
       await keepTemplate(db, await startOne(app.baseUrl, seed));
       const idleRss = await touchAndReadRss(app.baseUrl, seed);
@@ -80,10 +75,12 @@ export const activation: Scenario = {
         count(db, `select count(*) from flow_events where flow_id = $1 and type = 'activate'`, [seed.flowId]);
       const resumedBefore = await activations();
       const anyUrl = activationUrl(app.baseUrl, seed.flowId, seed.approveTriggerId) + '?execution=any';
-      await hammer(anyUrl, { connections: 8, amount: WARMUP });
+      await hammer({ url: anyUrl, connections: 8, amount: WARMUP });
       await expectWaiting(db, seed, ACTIVATIONS);
       context.log(`activation: ${ACTIVATIONS} execution=any calls over ${CONNECTIONS} connections`);
-      const service = await measured(app, db, () => hammer(anyUrl, { connections: CONNECTIONS, amount: ACTIVATIONS }));
+      const service = await measured(app, db, () =>
+        hammer({ url: anyUrl, connections: CONNECTIONS, amount: ACTIVATIONS }),
+      );
       if (service.result.failures > 0)
         throw new Error(`execution=any: ${service.result.failures} calls failed; the figures are void`);
       await expectWaiting(db, seed, 0);
@@ -104,9 +101,9 @@ export const activation: Scenario = {
       // 3. Flow starts through the flow-starting callback, for the run's duration.
       context.log(`activation: flow starts for ${context.durationSeconds} s over ${CONNECTIONS} connections`);
       const startUrl = activationUrl(app.baseUrl, seed.flowId, seed.startTriggerId);
-      await hammer(startUrl, { connections: 8, duration: 2 });
+      await hammer({ url: startUrl, connections: 8, durationSeconds: 2 });
       const starts = await measured(app, db, () =>
-        hammer(startUrl, { connections: CONNECTIONS, duration: context.durationSeconds }),
+        hammer({ url: startUrl, connections: CONNECTIONS, durationSeconds: context.durationSeconds }),
       );
       if (starts.result.failures > 0)
         throw new Error(`flow starts: ${starts.result.failures} calls failed; the figures are void`);
@@ -119,16 +116,11 @@ export const activation: Scenario = {
       if ((await count(db, `select count(*) from executions where status = 'waiting'`)) !== WAITING_FOR_RSS)
         throw new Error(`expected ${WAITING_FOR_RSS} waiting executions`);
       await app.stop();
-      app = await startServer('src/main.js', env, '/health/ready');
+      app = await startService(env);
       const loadedRss = await touchAndReadRss(app.baseUrl, seed);
 
-      const row = (figure: string, unit: string, value: number | null, base: number | null): BenchRow => ({
-        scenario: 'activation',
-        figure,
-        value: value ?? NaN,
-        baseline: base,
-        unit,
-      });
+      const row = (figure: string, unit: string, value: number | null, base: number | null): BenchRow =>
+        benchRow('activation', figure, unit, value, base);
       const any = `execution=any, ${ACTIVATIONS.toLocaleString('en-US')} waiting, ${CONNECTIONS} conns`;
       return [
         row(`${any}: throughput (baseline: UPDATE … WHERE id)`, 'ops/s', service.rate.perSecond, baseline.perSecond),
@@ -159,55 +151,25 @@ export const activation: Scenario = {
   },
 };
 
-interface LoadSummary {
-  done: number;
-  failures: number;
-  seconds: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-/** POSTs `{}` to `url` with autocannon: a fixed `amount` of calls or a fixed `duration`. */
-async function hammer(
-  url: string,
-  options: { connections: number; amount?: number; duration?: number },
-): Promise<LoadSummary> {
-  const result = await autocannon({
-    url,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: '{}',
-    connections: options.connections,
-    ...(options.amount ? { amount: options.amount } : { duration: options.duration }),
-    // autocannon notices the end of a run at its next sample tick: with the default 1 s ticks, a
-    // fixed `amount` run's duration was rounded up to whole seconds (10,000 calls in 3.2 s counted
-    // as 4 s, 2,500/s). The UPDATE loop is timed with performance.now(); this is as exact.
-    sampleInt: 10,
-  });
-  const seconds = (new Date(result.finish).getTime() - new Date(result.start).getTime()) / 1000;
-  // A service that stops answering (it once hung for good: a pool deadlock) shows no errors in a
-  // fixed-duration run, only no answers.
-  if (result['2xx'] === 0) throw new Error(`POST ${url}: no successful answer in ${seconds} s`);
-  return {
-    done: result['2xx'],
-    failures: result.non2xx + result.errors + result.timeouts,
-    seconds,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-  };
+/**
+ * POSTs `{}` to `url` with autocannon, sampling every 10 ms so that a fixed-`amount` run is timed as
+ * exactly as the UPDATE loop (performance.now()), not rounded up to autocannon's 1 s tick.
+ */
+function hammer(options: Omit<BurstOptions, 'sampleIntervalMs'>): Promise<BurstResult> {
+  return burst({ ...options, sampleIntervalMs: 10 });
 }
 
 /** Runs `load` and reads the service's and the database backends' CPU around it. */
 async function measured(
   app: ServerProcess,
   db: pg.Client,
-  load: () => Promise<LoadSummary>,
-): Promise<{ result: LoadSummary; rate: Rate }> {
+  load: () => Promise<BurstResult>,
+): Promise<{ result: BurstResult; rate: Rate }> {
   const cpuBefore = app.cpuMs();
-  const databaseBefore = await backendCpuMs(db);
+  const databaseBefore = await databaseBackendsCpuMs(db);
   const result = await load();
   const cpuAfter = app.cpuMs();
-  const databaseAfter = await backendCpuMs(db);
+  const databaseAfter = await databaseBackendsCpuMs(db);
   return {
     result,
     rate: {
@@ -215,7 +177,7 @@ async function measured(
       p50Ms: result.p50Ms,
       p99Ms: result.p99Ms,
       serverCpuMs: cpuBefore !== null && cpuAfter !== null ? (cpuAfter - cpuBefore) / result.done : null,
-      databaseCpuMs: databaseCpuMs(databaseBefore, databaseAfter) / result.done,
+      databaseCpuMs: cpuBetween(databaseBefore, databaseAfter) / result.done,
     },
   };
 }
@@ -233,7 +195,7 @@ async function updateLoop(url: string, db: pg.Client, ids: string[]): Promise<Ra
     const queue = ids.slice(0, ACTIVATIONS);
     const latencies: number[] = [];
     let next = 0;
-    const databaseBefore = await backendCpuMs(db);
+    const databaseBefore = await databaseBackendsCpuMs(db);
     const started = performance.now();
     await Promise.all(
       Array.from({ length: CONNECTIONS }, async () => {
@@ -247,13 +209,13 @@ async function updateLoop(url: string, db: pg.Client, ids: string[]): Promise<Ra
       }),
     );
     const seconds = (performance.now() - started) / 1000;
-    const databaseAfter = await backendCpuMs(db);
+    const databaseAfter = await databaseBackendsCpuMs(db);
     return {
       perSecond: queue.length / seconds,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
       serverCpuMs: null,
-      databaseCpuMs: databaseCpuMs(databaseBefore, databaseAfter) / queue.length,
+      databaseCpuMs: cpuBetween(databaseBefore, databaseAfter) / queue.length,
     };
   } finally {
     await pool.end();
@@ -262,21 +224,8 @@ async function updateLoop(url: string, db: pg.Client, ids: string[]): Promise<Ra
 
 /** A tenant, an operator, and a flow [callback "Submitted"] → [callback "Approve"], through the API. */
 async function seedFlow(baseUrl: string, adminToken: string): Promise<Seeded> {
-  const tenant = await call(baseUrl, 'POST', '/api/tenants', adminToken, { name: 'Bench', slug: 'bench' });
-  const project = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/projects`, adminToken, {
-    name: 'Bench',
-    slug: 'bench',
-  });
-  const application = await call(baseUrl, 'POST', `/api/projects/${project.id}/applications`, adminToken, {
-    name: 'Bench',
-    slug: 'bench',
-  });
-  const operator = await call(baseUrl, 'POST', `/api/tenants/${tenant.id}/machine-users`, adminToken, {
-    name: 'Bench operator',
-    username: 'bench-operator',
-    roles: ['operator'],
-  });
-  const flow = await call(baseUrl, 'POST', `/api/applications/${application.id}/flows`, operator.generatedToken, {
+  const { applicationId, machineToken } = await seedTenant(baseUrl, adminToken, ['operator']);
+  const flow = await call(baseUrl, 'POST', `/api/applications/${applicationId}/flows`, machineToken, {
     name: 'Approvals',
     steps: [
       { type: 'callback', name: 'Submitted' },
@@ -285,7 +234,7 @@ async function seedFlow(baseUrl: string, adminToken: string): Promise<Seeded> {
   });
   return {
     adminToken,
-    operatorToken: operator.generatedToken,
+    operatorToken: machineToken,
     flowId: flow.id,
     startTriggerId: flow.steps[0].triggerId,
     approveTriggerId: flow.steps[1].triggerId,
@@ -300,7 +249,7 @@ async function startOne(baseUrl: string, seed: Seeded): Promise<string> {
     const execution = await call(baseUrl, 'GET', `/api/executions/${started.id}`, seed.operatorToken);
     if (execution.status === 'waiting' && execution.currentStep === 'Approve') return started.id;
     if (Date.now() > deadline) throw new Error(`execution ${started.id} never reached "Approve"`);
-    await new Promise((done) => setTimeout(done, 50));
+    await sleep(50);
   }
 }
 
@@ -369,7 +318,7 @@ async function settle(db: pg.Client, seed: Seeded): Promise<void> {
     (await count(db, `select count(*) from executions where status = 'running' and flow_id = $1`, [seed.flowId])) > 0
   ) {
     if (Date.now() > deadline) throw new Error('executions still running after 5 minutes');
-    await new Promise((done) => setTimeout(done, 200));
+    await sleep(200);
   }
 }
 
@@ -396,49 +345,4 @@ async function touchAndReadRss(baseUrl: string, seed: Seeded): Promise<number> {
 
 function activationUrl(baseUrl: string, flowId: string, triggerId: string): string {
   return `${baseUrl}/api/automation/flow/${flowId}/trigger/${triggerId}/activate`;
-}
-
-async function count(db: pg.Client, text: string, params: unknown[] = []): Promise<number> {
-  return Number((await db.query<{ count: string }>(text, params)).rows[0].count);
-}
-
-/** CPU time so far of every PostgreSQL backend serving the bench database, by pid (Linux /proc). */
-async function backendCpuMs(db: pg.Client): Promise<Map<number, number>> {
-  const { rows } = await db.query<{ pid: number }>(
-    'select pid from pg_stat_activity where datname = current_database()',
-  );
-  const usage = new Map<number, number>();
-  for (const { pid } of rows) {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      // utime and stime, in clock ticks of 10 ms (USER_HZ = 100).
-      usage.set(pid, (Number(fields[11]) + Number(fields[12])) * 10);
-    } catch {
-      // the backend ended meanwhile, or the server is not on this host
-    }
-  }
-  return usage;
-}
-
-/** Backends that came and went between the readings are missed; the service's pool keeps its own. */
-function databaseCpuMs(before: Map<number, number>, after: Map<number, number>): number {
-  let total = 0;
-  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
-  return total;
-}
-
-function percentile(values: number[], quantile: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(quantile * sorted.length) - 1)];
-}
-
-async function call(baseUrl: string, method: string, path: string, token: string, body?: unknown): Promise<any> {
-  const response = await fetch(baseUrl + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${method} ${path} answered ${response.status}: ${text}`);
-  return text ? JSON.parse(text) : null;
 }
