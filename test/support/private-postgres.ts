@@ -1,12 +1,12 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './built-app.js';
 
 const run = promisify(execFile);
-const BIN = process.env.TEST_POSTGRES_BIN ?? '/usr/lib/postgresql/15/bin';
+const BIN = process.env.TEST_POSTGRES_BIN ?? newestInstalledBin();
 const OWNER = 'postgres';
 
 /**
@@ -123,4 +123,12 @@ export class PrivateCluster {
 
 function asRoot(): boolean {
   return process.getuid?.() === 0;
+}
+
+/** The newest Debian-packaged server (`/usr/lib/postgresql/<major>/bin`), as `.ci/run` starts the newest cluster. */
+function newestInstalledBin(): string {
+  const root = '/usr/lib/postgresql';
+  const majors = existsSync(root) ? readdirSync(root).filter((name) => /^\d+$/.test(name)) : [];
+  const newest = majors.sort((a, b) => Number(b) - Number(a))[0] ?? '15';
+  return join(root, newest, 'bin');
 }
