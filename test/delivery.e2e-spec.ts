@@ -1,9 +1,9 @@
-import { createServer } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { MikroORM } from '@mikro-orm/postgresql';
 import { Webhook } from 'standardwebhooks';
 import { DeliveryService } from '../src/delivery/delivery.service.js';
 import { startTestApp, type TestApp } from './support/app.js';
+import { freePort } from './support/built-app.js';
 import { bearer, seedTenant, type SeededTenant, uniqueSlug } from './support/fixtures.js';
 import { eventually } from './support/receiver.js';
 import { hexSignature, hexSignatures, SeedReceiver, verifiesStandard } from './support/seed-receiver.js';
@@ -460,13 +460,4 @@ describe('delivery engine', () => {
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** A loopback port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }

@@ -1,9 +1,11 @@
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { call, registerBackends, type RegisteredBackend, seedTenant } from '../support/api.js';
-import { count, createBenchDatabase, cpuBetween, databaseBackendsCpuMs } from '../support/database.js';
+import { count, createBenchDatabase, serverCpuReader } from '../support/database.js';
+import { GcTrace } from '../support/gc-trace.js';
 import { burst } from '../support/load.js';
 import { openLoop } from '../support/open-loop.js';
+import { PrivateCluster } from '../support/private-cluster.js';
 import { type ServerProcess, startServer } from '../support/processes.js';
 import { type BenchContext, benchRow, type BenchRow, type Scenario } from '../support/scenario.js';
 import { serviceEnv, startService } from '../support/service.js';
@@ -40,6 +42,7 @@ const DRAIN_TIMEOUT_MS = 5 * 60_000;
 export interface SoakFixture {
   db: pg.Client;
   app: ServerProcess;
+  gcTrace: GcTrace;
   receiver: ServerProcess;
   flowId: string;
   startUrl: string;
@@ -65,8 +68,10 @@ export const soak: Scenario = {
   name: 'soak',
   description: `${MINUTES} min of cron firings and activations (5 % failing backends) at ${LOAD * 100} % of the measured capacity`,
   async run(context: BenchContext): Promise<BenchRow[]> {
-    const database = await createBenchDatabase(context.databaseServerUrl);
+    const cluster = await clusterWithAutovacuum(context);
+    const database = await createBenchDatabase(cluster?.url ?? context.databaseServerUrl);
     const db = new pg.Client({ connectionString: database.url });
+    const gcTrace = new GcTrace();
     let receiver: ServerProcess | null = null;
     let app: ServerProcess | null = null;
     try {
@@ -77,8 +82,8 @@ export const soak: Scenario = {
         '/_groups',
       );
       const env = serviceEnv(database.url, { DELIVERY_RETRY_SCHEDULE: RETRY_SCHEDULE });
-      app = await startService(env);
-      const fixture = await seed(db, app, receiver, env.ADMIN_TOKEN);
+      app = await startService(env, { nodeFlags: GcTrace.NODE_FLAGS, onStdoutLine: gcTrace.onLine });
+      const fixture = await seed(db, app, gcTrace, receiver, env.ADMIN_TOKEN);
       const mixCapacity = await probeActivations(context, fixture);
       const cronCapacity = await probeCron(context, fixture);
       // Each kind at LOAD/2 of its own capacity: together they take LOAD of the service.
@@ -112,14 +117,38 @@ export const soak: Scenario = {
       await receiver?.stop();
       await db.end();
       await database.drop();
+      await cluster?.destroy();
     }
   },
 };
+
+/**
+ * Without autovacuum, dead rows pile up and every minute of the soak gets slower for a reason no
+ * production database has (the shared CI server runs with `autovacuum = off`, for the tests'
+ * speed): there the soak runs on a private cluster with PostgreSQL's default settings instead.
+ * Null when the given server vacuums.
+ */
+async function clusterWithAutovacuum(context: BenchContext): Promise<PrivateCluster | null> {
+  const client = new pg.Client({ connectionString: context.databaseServerUrl });
+  await client.connect();
+  const { rows } = await client.query<{ autovacuum: string }>('show autovacuum').finally(() => client.end());
+  if (rows[0].autovacuum === 'on') return null;
+  const unavailable = PrivateCluster.unavailable();
+  if (unavailable) {
+    throw new Error(
+      `soak: the server at TEST_DATABASE_URL runs with autovacuum off, which no production database does, and ` +
+        `a private cluster cannot be made here (${unavailable}); point TEST_DATABASE_URL at a server with autovacuum on`,
+    );
+  }
+  context.log('soak: the given server runs with autovacuum off; running on a private cluster with default settings');
+  return PrivateCluster.create();
+}
 
 /** A tenant, 20 backends at the receiver, and the flow, through the API. */
 async function seed(
   db: pg.Client,
   app: ServerProcess,
+  gcTrace: GcTrace,
   receiver: ServerProcess,
   adminToken: string,
 ): Promise<SoakFixture> {
@@ -145,6 +174,7 @@ async function seed(
   return {
     db,
     app,
+    gcTrace,
     receiver,
     flowId: flow.id,
     startUrl: activate(0),
@@ -326,12 +356,13 @@ async function soakFor(
 
 /**
  * Every SAMPLE_EVERY_MS from the start to the end of the run: the service's RSS, V8 heap in use
- * and CPU, the database backends' CPU, the load average; at each whole minute also the database
+ * and CPU, the database server's CPU, the load average; at each whole minute also the database
  * size, the waiting executions and the queued deliveries. Logs a line per minute.
  */
 async function sample(context: BenchContext, fixture: SoakFixture, run: SoakRun): Promise<void> {
   const { db, app } = fixture;
-  const cpuStart = await databaseBackendsCpuMs(db);
+  const serverCpuMs = await serverCpuReader(db);
+  const cpuStart = serverCpuMs() ?? NaN;
   for (let at = run.startAt; at <= run.endAt; at += SAMPLE_EVERY_MS) {
     await sleep(at - Date.now());
     const sample: Sample = {
@@ -339,7 +370,7 @@ async function sample(context: BenchContext, fixture: SoakFixture, run: SoakRun)
       rssMb: app.rssMb() ?? NaN,
       heapUsedMb: await heapUsedMb(app),
       serviceCpuMs: app.cpuMs() ?? NaN,
-      databaseCpuMs: cpuBetween(cpuStart, await databaseBackendsCpuMs(db)),
+      databaseCpuMs: (serverCpuMs() ?? NaN) - cpuStart,
       loadAverage: loadavg()[0],
     };
     if ((at - run.startAt) % 60_000 === 0) {
@@ -355,10 +386,11 @@ async function sample(context: BenchContext, fixture: SoakFixture, run: SoakRun)
       };
       const done = run.minutes[(at - run.startAt) / 60_000 - 1];
       if (done) {
+        const live = fixture.gcTrace.liveMbBetween(at - 60_000, at);
         context.log(
           `soak: minute ${(at - run.startAt) / 60_000}: ${done.answered}/${done.sent} answered, p99 ` +
             `${percentile(done.latenciesMs, 0.99).toFixed(1)} ms, RSS ${sample.rssMb.toFixed(0)} MB (heap used ` +
-            `${sample.heapUsedMb.toFixed(0)} MB), database ` +
+            `${sample.heapUsedMb.toFixed(0)} MB, live after full GCs ${live.map((mb) => mb.toFixed(0)).join('/') || '–'} MB), database ` +
             `${sample.minute.databaseMb.toFixed(0)} MB, ${sample.minute.waiting} waiting, ${sample.minute.queued} ` +
             `deliveries queued, load ${sample.loadAverage.toFixed(1)}`,
         );

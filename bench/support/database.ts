@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { processCpuMs } from './processes.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { processCpuMs, processTreeCpuMs } from './processes.js';
 
 export interface BenchDatabase {
   url: string;
@@ -50,6 +52,22 @@ export function cpuBetween(before: Map<number, number>, after: Map<number, numbe
   let total = 0;
   for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
   return total;
+}
+
+/**
+ * A function reading the CPU time so far of the whole PostgreSQL server the client is connected to
+ * (postmaster, backends, autovacuum workers, WAL writer, checkpointer, living or gone), in ms; it
+ * returns null if the server does not run on this host or the postmaster is gone.
+ */
+export async function serverCpuReader(client: pg.Client): Promise<() => number | null> {
+  const { rows } = await client.query<{ data_directory: string }>('show data_directory');
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(join(rows[0].data_directory, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return () => null;
+  }
+  return () => processTreeCpuMs(postmaster);
 }
 
 export async function count(client: pg.Client, text: string, params: unknown[] = []): Promise<number> {

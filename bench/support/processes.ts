@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { freePort } from './ports.js';
 
 /** dist/ (this file runs from dist/bench/support). */
 export const DIST = resolve(import.meta.dirname, '../..');
@@ -14,15 +15,6 @@ const SERVICE_NODE_FLAGS: string[] = JSON.parse(readFileSync(resolve(DIST, '../p
   .scripts.start.split(/\s+/)
   .filter((arg: string) => arg.startsWith('--'));
 
-/** A port nobody listens on right now (the service cannot report the one PORT=0 would pick). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
-
 export interface ServerProcess {
   baseUrl: string;
   pid: number;
@@ -33,6 +25,17 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
+export interface ServerOptions {
+  timeoutMs?: number;
+  /** Node flags on top of the ones the script always gets (for the service, `npm start`'s). */
+  nodeFlags?: string[];
+  /**
+   * Receives each line the process prints on stdout (where V8's --trace-gc writes); lines it
+   * returns false for are passed on to stderr.
+   */
+  onStdoutLine?: (line: string) => boolean;
+}
+
 /**
  * Runs a compiled script of dist/ as a child process listening on 127.0.0.1:PORT, and waits until
  * `readyPath` answers 200. Servers run apart from the load generator, as they would in production.
@@ -41,11 +44,22 @@ export async function startServer(
   script: string,
   env: Record<string, string>,
   readyPath: string,
-  timeoutMs = 60_000,
+  { timeoutMs = 60_000, nodeFlags = [], onStdoutLine }: ServerOptions = {},
 ): Promise<ServerProcess> {
   const port = await freePort();
   // Server logs go to stderr, so stdout carries only the results table.
-  const child = spawnScript(script, { ...env, PORT: String(port), HOST: '127.0.0.1' }, ['ignore', 2, 2]);
+  const stdout = onStdoutLine ? 'pipe' : 2;
+  const child = spawnScript(
+    script,
+    { ...env, PORT: String(port), HOST: '127.0.0.1' },
+    ['ignore', stdout, 2],
+    nodeFlags,
+  );
+  if (onStdoutLine) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!onStdoutLine(line)) process.stderr.write(`${line}\n`);
+    });
+  }
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -76,12 +90,17 @@ export async function runScript(script: string, env: Record<string, string>, tim
   return stdout;
 }
 
-function spawnScript(script: string, env: Record<string, string>, stdio: StdioOptions): ChildProcess {
+function spawnScript(
+  script: string,
+  env: Record<string, string>,
+  stdio: StdioOptions,
+  extraNodeFlags: string[] = [],
+): ChildProcess {
   // BENCH_CPU_PROFILE_DIR=<dir> profiles every process the run starts (open the .cpuprofile in DevTools).
   const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
   const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`] : [];
   const flags = script === 'src/main.js' ? SERVICE_NODE_FLAGS : [];
-  return spawn(process.execPath, [...profile, ...flags, resolve(DIST, script)], {
+  return spawn(process.execPath, [...profile, ...flags, ...extraNodeFlags, resolve(DIST, script)], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio,
   });
@@ -115,6 +134,24 @@ export function processRssMb(pid: number): number | null {
   try {
     const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (user + system) of a process, the children it has reaped and the children it still has,
+ * in ms: for a PostgreSQL postmaster, the whole server including backends and autovacuum workers
+ * that have come and gone. Null where /proc is missing or the process is gone. Linux only.
+ */
+export function processTreeCpuMs(pid: number): number | null {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime, stime, cutime, cstime: the 12th to 15th fields after the command name, in ticks.
+    const ticks = fields.slice(11, 15).reduce((sum, field) => sum + Number(field), 0);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+    const childrenMs = children.reduce((sum, child) => sum + (processCpuMs(Number(child)) ?? 0), 0);
+    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND + childrenMs;
   } catch {
     return null;
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type ServerProcess, startServer } from './processes.js';
+import { type ServerOptions, type ServerProcess, startServer } from './processes.js';
 
 /**
  * The service's environment for a bench run: production mode on the given database, a fresh admin
@@ -20,6 +20,6 @@ export function serviceEnv(databaseUrl: string, overrides: Record<string, string
 }
 
 /** The built service (`node dist/src/main.js`, as in production) as a child process, once it is ready. */
-export function startService(env: Record<string, string>): Promise<ServerProcess> {
-  return startServer('src/main.js', env, '/health/ready');
+export function startService(env: Record<string, string>, options: ServerOptions = {}): Promise<ServerProcess> {
+  return startServer('src/main.js', env, '/health/ready', options);
 }

@@ -1,7 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { freePort } from '../../bench/support/ports.js';
+
+export { freePort };
 
 // The built service exactly as `npm start` runs it, in a process of its own: start-up, the
 // embedded database, stdout logging and the shutdown path only show up there.
@@ -28,15 +30,6 @@ export interface BuiltApp {
 /** `npm test` builds first; a lone `vitest run` of one file may find no dist yet. */
 export function ensureBuilt(): void {
   if (!existsSync(MAIN)) execFileSync('npx', ['nest', 'build'], { cwd: ROOT, stdio: 'inherit' });
-}
-
-/** A port nobody listens on right now (the service cannot report the one PORT=0 would pick). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 /**

@@ -2,17 +2,34 @@ import { benchRow, type BenchRow } from '../../support/scenario.js';
 import { percentile } from '../../support/stats.js';
 import type { SoakFixture, SoakRun } from '../soak.js';
 
-/** The first minute warms up (JIT, pools, caches); "first" in the verdict is the minute after it. */
-const WARMUP_MINUTES = 1;
-/** Flat latency: the last minute's p99 at most this many times the first's. */
-const P99_FACTOR = 1.5;
 /**
- * Flat memory: the RSS floor of the run's second half at most this much above its first half's
- * (warm-up left out), a floor being the median of the minutes' lowest 5-s samples. A leak raises
- * the floor; V8's collection cycles, which swing RSS by 100–200 MB within a minute or two under
- * this load, move the peaks, and the median keeps one unusually deep trough from deciding.
+ * The first minute warms up (JIT, pools, caches, V8 sizing its heap) and is left out; the verdict
+ * compares the thirds of the minutes after it (for 10 minutes: 2–4, 5–7 and 8–10).
  */
-const RSS_FLOOR_LIMIT_MB = 25;
+const WARMUP_MINUTES = 1;
+/**
+ * Flat latency: the median of the minutes' p99 in the last third at most this many times the
+ * first third's, or at most LATENCY_SLACK_MS above it (a p99 of a few tens of ms moves by that
+ * much with one autovacuum pass), for activations and for cron fire lag alike.
+ */
+const P99_FACTOR = 1.5;
+const LATENCY_SLACK_MS = 25;
+/**
+ * No leak: the heap still live after V8's full collections (from --trace-gc), median of the last
+ * third, at most LIVE_HEAP_LIMIT above the first third's (the larger of the MB and the share). The
+ * heap in use at a random moment swings by 100 MB and more with garbage not yet collected; what
+ * survives a full collection only grows when something keeps memory alive.
+ */
+const LIVE_HEAP_LIMIT = { mb: 10, share: 0.1 };
+/**
+ * RSS bounded: its highest 5-s sample in the last third at most RSS_PEAK_LIMIT_MB above the highest
+ * of the minutes before it (warm-up left out). V8 lets the heap grow to a limit it sets from what
+ * survived the last full collection, then collects, so with a flat live heap the peaks stay level;
+ * a leak, in the heap or outside it (buffers, native memory), raises them third after third. The
+ * troughs say little: how many pages V8 and malloc hand back after a collection varies from one
+ * run to the next by 50 MB and more with the same live heap.
+ */
+const RSS_PEAK_LIMIT_MB = 25;
 
 /** The open-loop calls intended within one minute of the run. */
 export interface Minute {
@@ -48,11 +65,15 @@ interface MinuteFigures {
   databaseCpuPercent: number;
   rss: { low: number; high: number };
   heapUsed: { low: number; high: number };
+  /** Heap live after each full collection within the minute (none in a quiet minute). */
+  liveHeapMb: number[];
   databaseMb: number;
   waiting: number;
   queued: number;
   loadAverage: number;
 }
+
+type Thirds = [first: MinuteFigures[], middle: MinuteFigures[], last: MinuteFigures[]];
 
 /** The per-minute table, start against end, and the verdict with its rules, as markdown and rows. */
 export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ markdown: string; rows: BenchRow[] }> {
@@ -60,44 +81,14 @@ export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ 
   const boundaries = run.samples.filter((sample) => sample.minute);
   const [start, end] = [boundaries[0], boundaries.at(-1)!];
   const minutes = figures.length;
-  const first = figures[Math.min(WARMUP_MINUTES, minutes - 1)];
-  const last = figures[minutes - 1];
-  const middle = WARMUP_MINUTES + Math.floor((minutes - WARMUP_MINUTES) / 2);
-  const floors = (pick: (minute: MinuteFigures) => number) => [
-    percentile(figures.slice(WARMUP_MINUTES, middle).map(pick), 0.5),
-    percentile(figures.slice(middle).map(pick), 0.5),
-  ];
-  const rssFloors = floors((minute) => minute.rss.low);
-  const heapFloors = floors((minute) => minute.heapUsed.low);
   const databaseGrowth = (end.minute!.databaseMb - start.minute!.databaseMb) / minutes;
-
-  const comparable = minutes >= WARMUP_MINUTES + 2;
-  const latencyFlat = last.p99Ms <= P99_FACTOR * first.p99Ms;
-  const memoryFlat = rssFloors[1] - rssFloors[0] <= RSS_FLOOR_LIMIT_MB;
-  const firstMinute = `minute ${WARMUP_MINUTES + 1}`;
-  const verdict = comparable
-    ? `**${latencyFlat && memoryFlat ? 'flat' : 'not flat'}**. Activation p99 ${latencyFlat ? 'flat' : 'NOT flat'}: ` +
-      `minute ${minutes} ${last.p99Ms.toFixed(1)} ms against ${firstMinute}'s ${first.p99Ms.toFixed(1)} ms (rule: ≤ ` +
-      `${P99_FACTOR}×, minute 1 is warm-up). RSS ${memoryFlat ? 'flat' : 'NOT flat'}: floor ` +
-      `${rssFloors[1].toFixed(0)} MB in minutes ${middle + 1}–${minutes} against ${rssFloors[0].toFixed(0)} MB in ` +
-      `minutes ${WARMUP_MINUTES + 1}–${middle} (floor: median of the minutes' lowest 5-s samples; rule: at most ` +
-      `${RSS_FLOOR_LIMIT_MB} MB higher; heap used ${heapFloors[0].toFixed(0)} → ${heapFloors[1].toFixed(0)} MB).`
-    : `none: it needs at least ${WARMUP_MINUTES + 2} minutes (warm-up, first, last).`;
-
-  const versus = `minute ${minutes} vs ${firstMinute}`;
-  const halves = 'floor, second half vs first';
   const rows = [
     benchRow('soak', 'service RSS, end vs start', 'MB', end.rssMb, start.rssMb),
-    benchRow('soak', `service RSS, ${halves} (flat: ≤ +${RSS_FLOOR_LIMIT_MB} MB)`, 'MB', rssFloors[1], rssFloors[0]),
-    benchRow('soak', `service heap used, ${halves}`, 'MB', heapFloors[1], heapFloors[0]),
     benchRow('soak', 'database size, end vs start', 'MB', end.minute!.databaseMb, start.minute!.databaseMb),
     benchRow('soak', 'database growth', 'MB/min', databaseGrowth),
-    benchRow('soak', `activation p50, ${versus}`, 'ms', last.p50Ms, first.p50Ms),
-    benchRow('soak', `activation p99, ${versus} (flat: ≤ ${P99_FACTOR}×)`, 'ms', last.p99Ms, first.p99Ms),
-    benchRow('soak', `cron fire lag p99, ${versus}`, 'ms', last.fireLagP99Ms, first.fireLagP99Ms),
-    benchRow('soak', `cron receipt lag p99, ${versus}`, 'ms', last.cronReceiptP99Ms, first.cronReceiptP99Ms),
-    benchRow('soak', `webhook step receipt lag p99, ${versus}`, 'ms', last.stepReceiptP99Ms, first.stepReceiptP99Ms),
   ];
+  const verdict = judge(figures, rows);
+
   const markdown = [
     `soak, per minute (${run.activationRate} activation calls/s offered open-loop, ${run.cronTriggers} ` +
       `every-second cron triggers):`,
@@ -107,7 +98,7 @@ export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ 
     `Start → end: RSS ${start.rssMb.toFixed(0)} → ${end.rssMb.toFixed(0)} MB, heap used ` +
       `${start.heapUsedMb.toFixed(0)} → ${end.heapUsedMb.toFixed(0)} MB, database ` +
       `${start.minute!.databaseMb.toFixed(0)} → ${end.minute!.databaseMb.toFixed(0)} MB ` +
-      `(${databaseGrowth.toFixed(1)} MB/min), activation p99 ${first.p99Ms.toFixed(1)} → ${last.p99Ms.toFixed(1)} ms.`,
+      `(${databaseGrowth.toFixed(1)} MB/min).`,
     '',
     `Growth by table over the run: ${run.tableGrowthMb
       .filter(({ mb }) => mb >= 0.1)
@@ -117,6 +108,66 @@ export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ 
     `Verdict: ${verdict}`,
   ].join('\n');
   return { markdown, rows };
+}
+
+/**
+ * The verdict on the minutes after warm-up, cut into thirds, with its rules spelled out; adds the
+ * figures it compared to `rows`.
+ */
+function judge(figures: MinuteFigures[], rows: BenchRow[]): string {
+  const measured = figures.slice(WARMUP_MINUTES);
+  const third = Math.floor(measured.length / 3);
+  const thirds: Thirds = [measured.slice(0, third), measured.slice(third, -third), measured.slice(-third)];
+  const span = (part: MinuteFigures[]) => {
+    const [from, to] = [figures.indexOf(part[0]) + 1, figures.indexOf(part.at(-1)!) + 1];
+    return from === to ? `minute ${from}` : `minutes ${from}–${to}`;
+  };
+  const median = (part: MinuteFigures[], pick: (minute: MinuteFigures) => number) =>
+    percentile(
+      part.map(pick).filter((value) => !Number.isNaN(value)),
+      0.5,
+    );
+
+  if (third === 0) return `none: it needs at least ${WARMUP_MINUTES + 3} minutes (warm-up and three thirds).`;
+  const [first, middle, last] = thirds;
+  const versus = `${span(last)} vs ${span(first)}`;
+
+  const latency = (name: string, pick: (minute: MinuteFigures) => number) => {
+    const [before, after] = [median(first, pick), median(last, pick)];
+    const limit = Math.max(P99_FACTOR * before, before + LATENCY_SLACK_MS);
+    rows.push(benchRow('soak', `${name} p99, median of the minutes, ${versus}`, 'ms', after, before));
+    const flat = after <= limit;
+    return { flat, text: `${name} p99 ${flat ? 'flat' : 'NOT flat'} (${before.toFixed(1)} → ${after.toFixed(1)} ms)` };
+  };
+  const activation = latency('activation', (minute) => minute.p99Ms);
+  const fireLag = latency('cron fire lag', (minute) => minute.fireLagP99Ms);
+
+  const liveHeap = (part: MinuteFigures[]) =>
+    percentile(
+      part.flatMap((minute) => minute.liveHeapMb),
+      0.5,
+    );
+  const [liveBefore, liveAfter] = [liveHeap(first), liveHeap(last)];
+  const liveLimit = liveBefore + Math.max(LIVE_HEAP_LIMIT.mb, LIVE_HEAP_LIMIT.share * liveBefore);
+  const noLeak = !Number.isNaN(liveAfter) && liveAfter <= liveLimit;
+  rows.push(benchRow('soak', `service heap live after full GCs, median, ${versus}`, 'MB', liveAfter, liveBefore));
+
+  const peak = (part: MinuteFigures[]) => Math.max(...part.map((minute) => minute.rss.high));
+  const [rssBefore, rssLast] = [peak([...first, ...middle]), peak(last)];
+  const rssBounded = rssLast - rssBefore <= RSS_PEAK_LIMIT_MB;
+  const before = `minutes ${WARMUP_MINUTES + 1}–${figures.indexOf(middle.at(-1)!) + 1}`;
+  rows.push(benchRow('soak', `service RSS peak, ${span(last)} vs ${before}`, 'MB', rssLast, rssBefore));
+
+  const flat = activation.flat && fireLag.flat && noLeak && rssBounded;
+  return (
+    `**${flat ? 'flat' : 'not flat'}**. ${activation.text}, ${fireLag.text}: median of the minutes' p99, ${versus} ` +
+    `(rule: at most ${P99_FACTOR}× or +${LATENCY_SLACK_MS} ms; minute 1 is warm-up). ` +
+    `Heap ${noLeak ? 'not leaking' : Number.isNaN(liveAfter) ? 'NOT measured (no full GC)' : 'LEAKING'}: live after ` +
+    `full GCs ${liveBefore.toFixed(0)} → ${liveAfter.toFixed(0)} MB (rule: at most +${LIVE_HEAP_LIMIT.mb} MB or ` +
+    `+${LIVE_HEAP_LIMIT.share * 100} %). RSS ${rssBounded ? 'bounded' : 'NOT bounded'}: peak ` +
+    `${rssLast.toFixed(0)} MB in ${span(last)} against ${rssBefore.toFixed(0)} MB in ${before} (rule: at most ` +
+    `+${RSS_PEAK_LIMIT_MB} MB).`
+  );
 }
 
 async function perMinute(fixture: SoakFixture, run: SoakRun): Promise<MinuteFigures[]> {
@@ -152,6 +203,7 @@ async function perMinute(fixture: SoakFixture, run: SoakRun): Promise<MinuteFigu
       databaseCpuPercent: cpuPercent(before.databaseCpuMs, after.databaseCpuMs),
       rss: range((sample) => sample.rssMb),
       heapUsed: range((sample) => sample.heapUsedMb),
+      liveHeapMb: fixture.gcTrace.liveMbBetween(before.at, after.at),
       databaseMb: after.minute!.databaseMb,
       waiting: after.minute!.waiting,
       queued: after.minute!.queued,
@@ -175,9 +227,9 @@ function table(figures: MinuteFigures[]): string {
   const ms = (value: number) => (Number.isNaN(value) ? 'n/a' : value >= 100 ? value.toFixed(0) : value.toFixed(1));
   const lines = [
     '| minute | calls sent | answered | failed | activation p50 | activation p99 | fire lag p99 | cron receipt p99 | ' +
-      'step receipt p99 | service CPU | database CPU | RSS low–high | heap used low–high | database | waiting | queued | ' +
-      'load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+      'step receipt p99 | service CPU | database CPU | RSS low–high | heap used low–high | heap live after full GCs | ' +
+      'database | waiting | queued | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   figures.forEach((minute, index) => {
     lines.push(
@@ -185,6 +237,7 @@ function table(figures: MinuteFigures[]): string {
         `${ms(minute.p99Ms)} ms | ${ms(minute.fireLagP99Ms)} ms | ${ms(minute.cronReceiptP99Ms)} ms | ` +
         `${ms(minute.stepReceiptP99Ms)} ms | ${minute.serviceCpuPercent.toFixed(0)} % | ` +
         `${minute.databaseCpuPercent.toFixed(0)} % | ${lowHigh(minute.rss)} | ${lowHigh(minute.heapUsed)} | ` +
+        `${minute.liveHeapMb.length ? `${minute.liveHeapMb.map((mb) => mb.toFixed(0)).join(', ')} MB` : '–'} | ` +
         `${minute.databaseMb.toFixed(0)} MB | ` +
         `${minute.waiting} | ${minute.queued} | ${minute.loadAverage.toFixed(1)} |`,
     );

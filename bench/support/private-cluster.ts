@@ -3,17 +3,20 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './built-app.js';
+import { freePort } from './ports.js';
 
 const run = promisify(execFile);
 const BIN = process.env.TEST_POSTGRES_BIN ?? newestInstalledBin();
 const OWNER = 'postgres';
 
+/** Server settings (`-c name=value`) on top of PostgreSQL's defaults. */
+export type ClusterSettings = Record<string, string | number>;
+
 /**
- * A PostgreSQL cluster of the test's own (initdb into a temp dir, its own port and socket dir) that
- * a test may stop and start at will: the shared server on 5432 is never touched. initdb refuses to
- * run as root, so as root the binaries run as user `postgres` through runuser; as anyone else they
- * run as that user.
+ * A PostgreSQL cluster of a test's or a bench run's own (initdb into a temp dir, its own port and
+ * socket dir, the caller's settings) that it may stop and start at will: the shared server on 5432
+ * is never touched. initdb refuses to run as root, so as root the binaries run as user `postgres`
+ * through runuser; as anyone else they run as that user.
  */
 export class PrivateCluster {
   private stopped = true;
@@ -22,6 +25,7 @@ export class PrivateCluster {
   private constructor(
     readonly root: string,
     readonly port: number,
+    private readonly settings: ClusterSettings,
   ) {}
 
   /** Why a private cluster cannot be made here, or null when it can. */
@@ -36,14 +40,14 @@ export class PrivateCluster {
     }
   }
 
-  /** initdb (trust auth, loopback only) and start; destroy() undoes both. */
-  static async create(): Promise<PrivateCluster> {
+  /** initdb (trust auth, loopback only) and start with `settings`; destroy() undoes both. */
+  static async create(settings: ClusterSettings = {}): Promise<PrivateCluster> {
     const root = mkdtempSync(join(tmpdir(), 'switchyard-pg-'));
     if (asRoot()) {
       const id = (flag: string) => Number(execFileSync('id', [flag, OWNER], { encoding: 'utf8' }).trim());
       chownSync(root, id('-u'), id('-g'));
     }
-    const cluster = new PrivateCluster(root, await freePort());
+    const cluster = new PrivateCluster(root, await freePort(), settings);
     process.once('exit', cluster.onExit);
     try {
       await cluster.pg('initdb', ['-D', cluster.dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
@@ -68,8 +72,10 @@ export class PrivateCluster {
     // Counted as running from here: a start that fails half-way is still stopped by destroy().
     this.stopped = false;
     const log = join(this.root, 'server.log');
-    // fsync=off: what the tests check is that a 2xx is only sent after the commit, not the disk.
-    const options = `-p ${this.port} -k ${this.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`;
+    const settings = Object.entries({ listen_addresses: '127.0.0.1', ...this.settings });
+    const options = [`-p ${this.port} -k ${this.root}`, ...settings.map(([name, value]) => `-c ${name}=${value}`)].join(
+      ' ',
+    );
     try {
       await this.pg('pg_ctl', ['start', '-w', '-D', this.dataDir, '-l', log, '-o', options]);
     } catch (error) {
