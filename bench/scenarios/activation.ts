@@ -20,7 +20,6 @@ const POOL_SIZE = 10;
 const CLONE_BATCH = 10_000;
 
 interface Seeded {
-  adminToken: string;
   operatorToken: string;
   flowId: string;
   startTriggerId: string;
@@ -233,7 +232,6 @@ async function seedFlow(baseUrl: string, adminToken: string): Promise<Seeded> {
     ],
   });
   return {
-    adminToken,
     operatorToken: machineToken,
     flowId: flow.id,
     startTriggerId: flow.steps[0].triggerId,
