@@ -534,6 +534,20 @@ describe('cron trigger behaviour', () => {
       });
     });
 
+    it('fires a disabled trigger too, which stays disabled with no next run', async () => {
+      const backend = await registerBackend(a, '/manual/disabled', []);
+      at('2026-08-01T10:40:00.300Z');
+      const trigger = await createTrigger({ cronExpression: '* * * * * *', backendId: backend.id, enabled: false });
+      const response = await t.http.post(`/api/triggers/${trigger.id}/run`).set(bearer(token())).expect(202);
+      expect(response.body).toMatchObject({ scheduledFor: '2026-08-01T10:40:00.000Z', manual: true });
+      await eventually(async () => receivedAt('/manual/disabled').length === 1);
+      clock.advance(5_000);
+      await tick();
+      expect(await getTrigger(trigger.id)).toMatchObject({ enabled: false, nextRunAt: null });
+      expect((await runsOf(trigger.id)).map((run) => run.manual)).toEqual([true]);
+      expect(receivedAt('/manual/disabled')).toHaveLength(1);
+    });
+
     it('two run-nows in the same second both fire, and a scheduled run for that slot still fires', async () => {
       at('2026-08-01T10:59:59.100Z');
       const trigger = await createTrigger({ cronExpression: '0 * * * *' });
