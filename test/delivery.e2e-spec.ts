@@ -425,6 +425,23 @@ describe('delivery engine', () => {
       await t.http.patch(path).set(bearer(token)).send({ enabled: true }).expect(200);
       expect(await settled(enqueued.id, 'SUCCEEDED')).toMatchObject({ attempts: 1 });
     });
+
+    it('replays a PARKED delivery while its backend is still disabled: 202, and it parks again unsent', async () => {
+      const backend = await register();
+      const path = `/api/machine/backends/${backend.id}`;
+      await t.http.patch(path).set(bearer(token)).send({ enabled: false }).expect(200);
+      const enqueued = await enqueue(backend.id);
+      expect(enqueued.status).toBe('PARKED');
+
+      const replayed = await t.http.post(`/api/deliveries/${enqueued.id}/replay`).set(bearer(token)).expect(202);
+      expect(replayed.body).toMatchObject({ status: 'PENDING', attempts: 0 });
+      // The worker claims it, finds the backend still off, and parks it again without an attempt.
+      expect(await settled(enqueued.id, 'PARKED')).toMatchObject({ attempts: 0, attemptLog: [] });
+      expect(receiver.requestsFor(enqueued.webhookId)).toEqual([]);
+
+      await t.http.patch(path).set(bearer(token)).send({ enabled: true }).expect(200);
+      expect(await settled(enqueued.id, 'SUCCEEDED')).toMatchObject({ attempts: 1 });
+    });
   });
 
   it('counts enqueued deliveries, attempts by result and finished deliveries by status in /metrics', async () => {
