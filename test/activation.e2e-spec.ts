@@ -176,6 +176,22 @@ describe('activation of callback steps (SPEC §4)', () => {
       expect((await flows.until(execution.id, (e) => e.status === 'completed')).context.steps.Approve.data).toEqual({});
     });
 
+    it('POST text/plain: the text is the data, as one JSON string; a form body is VALIDATION_FAILED', async () => {
+      const flow = await approvalFlow();
+      const execution = await flows.startWaiting(flow.id, 'Approve');
+      const path = `${activationPath(flow, 'Approve')}?execution=${execution.id}`;
+
+      // curl -d without a content type sends a form: refused with a hint, nothing resumes.
+      const form = await t.http.post(path).type('form').send('approved=yes');
+      expectError(form, 400, 'VALIDATION_FAILED');
+      expect(form.body.message).toContain('application/json');
+      await expectStillWaiting(execution);
+
+      await t.http.post(path).type('text/plain').send('approved by ops').expect(200);
+      const done = await flows.until(execution.id, (e) => e.status === 'completed');
+      expect(done.context.steps.Approve.data).toBe('approved by ops');
+    });
+
     it('UUIDs are matched regardless of case (the seed’s URLs are uppercase), in the path and in `execution`', async () => {
       const flow = await approvalFlow();
       const execution = await flows.startWaiting(flow.id, 'Approve');
