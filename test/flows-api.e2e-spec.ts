@@ -907,6 +907,44 @@ describe('flows API', () => {
       await flows.until(execution.id, (e) => e.status === 'completed');
     });
 
+    it('cancel during a webhook step: the request in flight finishes once, nothing after the step runs', async () => {
+      const answer = receiver.respond;
+      receiver.respond = (request, index) =>
+        request.path.startsWith('/slow')
+          ? { status: 200, body: '{"status":"success"}', delayMs: 500 }
+          : answer(request, index);
+      try {
+        const flow = await flows.create([
+          { type: 'callback', name: 'Start' },
+          { type: 'webhook', name: 'Slow', invocationMethod: { url: receiver.url('/slow'), ...withExecutionHeader } },
+          { type: 'delay', name: 'After', duration: 'PT0S' },
+        ]);
+        const execution = await flows.start(flow.id);
+        await requestOf(execution.id);
+        const cancelled = await t.http.post(`/api/executions/${execution.id}/cancel`).set(operator).expect(200);
+        expect(cancelled.body).toMatchObject({ status: 'cancelled', currentStep: null });
+
+        // The delivery was already sent: it finishes (at least once, as every delivery), and its
+        // outcome finds the execution cancelled and moves nothing.
+        const delivery = await eventually(async () => {
+          const { body } = await t.http.get('/api/deliveries?limit=200').set(operator).expect(200);
+          return body.items.find(
+            (item: { origin: { id: string }; status: string }) =>
+              item.origin.id === execution.id && item.status === 'SUCCEEDED',
+          );
+        });
+        expect(delivery).toMatchObject({ attempts: 1 });
+        await t.app.get(FlowWorker).wake();
+        const after = await flows.get(execution.id);
+        expect(after).toMatchObject({ status: 'cancelled', currentStep: null });
+        expect(after.history.at(-1)).toMatchObject({ type: 'cancel', step: 'Slow' });
+        expect(stepNames(after)).toEqual(['Start']);
+        expect(receiver.requests.filter((request) => request.headers['x-execution'] === execution.id)).toHaveLength(1);
+      } finally {
+        receiver.respond = answer;
+      }
+    });
+
     it('a webhook step whose delivery ends DEAD fails the execution with that reason', async () => {
       const flow = await flows.create([
         { type: 'callback', name: 'Start' },
