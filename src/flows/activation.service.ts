@@ -346,7 +346,15 @@ export class ActivationService {
     return activated(row.id);
   }
 
-  /** `any` with a condition, or under an Idempotency-Key: candidates one by one until one holds. */
+  /**
+   * `any` with a condition, or under an Idempotency-Key: candidates one by one until one holds.
+   * Each candidate stays locked until commit, its condition held or not. Releasing a failed one
+   * (rolling back to a savepoint) and waiting for rows other calls hold would let two calls
+   * evaluate each other's candidates, and the deferred foreign keys of their history events take
+   * KEY SHARE locks on those rows at commit: a deadlock. The price: a concurrent conditional `any`
+   * skips a row this call holds and may answer NO_WAITING_EXECUTION (or ignored) although that
+   * row, failing this call's condition, still waits.
+   */
   private async resumeAny(
     em: EntityManager,
     located: Located,
