@@ -10,6 +10,8 @@ const hasServer = await serverAvailable();
 
 const INSTANCES = 3;
 const BATCH = 40;
+/** Rounds of the conditional race: a refusing call holds the execution for a few ms per round. */
+const ROUNDS = 15;
 
 interface Answer {
   status: number;
@@ -65,7 +67,7 @@ describe.runIf(hasServer)('activation races across three instances', () => {
   });
 
   /** [callback start] → [callback "Approve" mid-flow] → [webhook to the receiver carrying the run id]. */
-  async function createFlow(name: string): Promise<RaceFlow> {
+  async function createFlow(name: string, approve: object = {}): Promise<RaceFlow> {
     const hookPath = `/${name}`;
     const flow = (
       await apps[0].http
@@ -75,7 +77,7 @@ describe.runIf(hasServer)('activation races across three instances', () => {
           name,
           steps: [
             { type: 'callback', name: 'Submitted' },
-            { type: 'callback', name: 'Approve' },
+            { type: 'callback', name: 'Approve', ...approve },
             {
               type: 'webhook',
               name: 'Notify',
@@ -115,14 +117,19 @@ describe.runIf(hasServer)('activation races across three instances', () => {
   }
 
   /** One activation over real HTTP (fetch, no shared agent with supertest) to instance `index`. */
-  async function activate(flow: RaceFlow, index: number, execution: string): Promise<Answer> {
+  async function activate(
+    flow: RaceFlow,
+    index: number,
+    execution: string,
+    data: object = { approved: true },
+  ): Promise<Answer> {
     const base = apps[index % INSTANCES].baseUrl!;
     const response = await fetch(
       `${base}/api/automation/flow/${flow.id}/trigger/${flow.approveTriggerId}/activate?execution=${execution}`,
       {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ approved: true, via: index % INSTANCES }),
+        body: JSON.stringify({ ...data, via: index % INSTANCES }),
       },
     );
     const text = await response.text();
@@ -257,6 +264,69 @@ describe.runIf(hasServer)('activation races across three instances', () => {
     for (const [id, history] of await histories(ids)) {
       expect({ id, status: history.status }).toEqual({ id, status: 'completed' });
       expect(history.types.filter((type) => type === 'activate')).toHaveLength(1);
+    }
+  }, 90_000);
+
+  it('conditional `any`: calls whose condition fails never make one whose condition holds miss the execution', async () => {
+    const flow = await createFlow('race-condition', {
+      condition: { type: 'JQ', expressions: ['.data.approved == true'], combinator: 'and' },
+    });
+    // Each round: one waiting execution, eight calls it refuses and one it accepts, all at once. A
+    // refusing call holds the execution while it evaluates; the accepting one must wait for it
+    // and resume the execution, not answer NO_WAITING_EXECUTION for an execution that waits.
+    for (let round = 0; round < ROUNDS; round++) {
+      const [id] = await startWaiting(flow, 1);
+      const calls = Array.from({ length: 9 }, (_, index) => (index === 4 ? { approved: true } : { approved: false }));
+      const answers = await Promise.all(calls.map((data, index) => activate(flow, round + index, 'any', data)));
+
+      expect({ round, answer: answers[4] }).toMatchObject({
+        round,
+        answer: { status: 200, activation: 'activated', executionId: id },
+      });
+      for (const answer of answers.filter((_, index) => index !== 4)) {
+        // Ignored while it waited, or nothing left once the accepting call had resumed it.
+        if (answer.status === 200) expect(answer.activation).toBe('ignored');
+        else expect(answer).toMatchObject({ status: 404, code: 'NO_WAITING_EXECUTION' });
+      }
+      await waitCompleted(flow, round + 1);
+    }
+    expect(await settledDeliveries(flow, ROUNDS)).toHaveLength(ROUNDS);
+  }, 90_000);
+
+  it('`any` correlating by condition: 40 concurrent calls each resume the one execution their data names', async () => {
+    const flow = await createFlow('race-correlate', {
+      condition: { type: 'JQ', expressions: ['.data.index == .execution.trigger.data.index'], combinator: 'and' },
+    });
+    const ids = await startWaiting(flow, BATCH);
+    const byIndex = new Map<number, string>();
+    for (const id of ids) {
+      const body = (await apps[0].http.get(`/api/executions/${id}`).set(operator).expect(200)).body;
+      byIndex.set(body.context.trigger.data.index, id);
+    }
+
+    // Every call reads the same oldest candidates first; one that holds another's execution while
+    // it evaluates must not make that other call miss it. Five calls name no execution at all.
+    const calls = [...Array.from({ length: BATCH }, (_, index) => index), -1, -2, -3, -4, -5];
+    const answers = await Promise.all(
+      calls.map(async (index, position) => ({ index, answer: await activate(flow, position, 'any', { index }) })),
+    );
+
+    for (const { index, answer } of answers) {
+      if (index >= 0) {
+        expect({ index, answer }).toMatchObject({
+          index,
+          answer: { status: 200, activation: 'activated', executionId: byIndex.get(index) },
+        });
+      } else if (answer.status === 200) expect(answer.activation).toBe('ignored');
+      else expect(answer).toMatchObject({ status: 404, code: 'NO_WAITING_EXECUTION' });
+    }
+    expect(await waitingIds(flow)).toEqual([]);
+    await waitCompleted(flow, BATCH);
+    for (const [id, history] of await histories(ids)) {
+      expect({ id, activations: history.types.filter((type) => type === 'activate').length }).toEqual({
+        id,
+        activations: 1,
+      });
     }
   }, 90_000);
 

@@ -18,12 +18,12 @@ import { isTruthy, JqRuntimeError } from './jq-expression.js';
 export const ACTIVATION_BODY_LIMIT = 1024 * 1024;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 /**
- * `any` with a condition or a key locks its candidates one at a time. A lock is held until the
- * activation commits, so a larger batch would hide every row of it from concurrent `any` calls
- * (SKIP LOCKED), which then answer NO_WAITING_EXECUTION while executions still wait
- * (test/flow-races.e2e-spec.ts).
+ * How many waiting executions `any` with a condition or a key reads (without a lock) at a time. A
+ * condition that correlates (`.data.orderId == .execution.trigger.data.orderId`) finds its one
+ * execution among a page in memory instead of locking candidates one by one; without a condition
+ * any candidate will do, and a few spare ones let a call pass over those others hold.
  */
-const ANY_BATCH = 1;
+const ANY_PAGE = { condition: 50, none: 5 };
 /** Most plain `any` calls one group-commit statement serves (see resumeAnyTogether). */
 const ANY_GROUP_MAX = 100;
 
@@ -347,13 +347,14 @@ export class ActivationService {
   }
 
   /**
-   * `any` with a condition, or under an Idempotency-Key: candidates one by one until one holds.
-   * Each candidate stays locked until commit, its condition held or not. Releasing a failed one
-   * (rolling back to a savepoint) and waiting for rows other calls hold would let two calls
-   * evaluate each other's candidates, and the deferred foreign keys of their history events take
-   * KEY SHARE locks on those rows at commit: a deadlock. The price: a concurrent conditional `any`
-   * skips a row this call holds and may answer NO_WAITING_EXECUTION (or ignored) although that
-   * row, failing this call's condition, still waits.
+   * `any` with a condition, or under an Idempotency-Key. Candidates are read without a lock and
+   * their condition evaluated on what they hold while they wait (a waiting execution's context does
+   * not change); only one that passes is locked, if it still waits: one no other call holds first,
+   * else the first of them, waiting for its holder, which may yet leave it waiting (its own
+   * condition false). This call holds no other execution while it waits, so it cannot deadlock,
+   * and a row another call holds is never taken for "none waits". If executions wait but none
+   * passes, the answer is the ignored 200; if none waits (or every passing one went to other
+   * calls meanwhile and none failed), NO_WAITING_EXECUTION.
    */
   private async resumeAny(
     em: EntityManager,
@@ -362,21 +363,45 @@ export class ActivationService {
     events: NewEvent[],
     resumed: ExecutionRow[],
   ): Promise<ActivationAnswer> {
-    const tried: string[] = [];
+    const { triggerId } = located.step.definition;
+    const page = located.step.conditions.length > 0 ? ANY_PAGE.condition : ANY_PAGE.none;
+    const done: string[] = [];
+    let refused = 0;
     for (;;) {
-      const candidates = await this.repository.lockWaitingAny(em, located.step.definition.triggerId, ANY_BATCH, tried);
+      const candidates = await this.repository.waitingAt(em, triggerId, page, done);
       if (candidates.length === 0) {
-        if (tried.length === 0) throw noneWaiting();
+        if (refused === 0) throw noneWaiting();
         return ignored();
       }
+      const passing: ExecutionRow[] = [];
       for (const row of candidates) {
-        tried.push(row.id);
-        if (this.resumeIfCondition(row, located.step, caller, events, 'any')) {
-          resumed.push(row);
-          return activated(row.id);
+        if (this.passesCondition(row, located.step, caller, events, 'any')) passing.push(row);
+        else {
+          done.push(row.id);
+          refused++;
         }
       }
+      for (const row of passing) {
+        const locked = await this.repository.lockIfWaiting(em, row.id, triggerId, { wait: false });
+        if (locked) return this.resumeLocked(locked, located, caller, events, resumed);
+      }
+      if (passing.length === 0) continue;
+      const locked = await this.repository.lockIfWaiting(em, passing[0].id, triggerId, { wait: true });
+      if (locked) return this.resumeLocked(locked, located, caller, events, resumed);
+      done.push(passing[0].id);
     }
+  }
+
+  private resumeLocked(
+    row: ExecutionRow,
+    located: Located,
+    caller: Caller,
+    events: NewEvent[],
+    resumed: ExecutionRow[],
+  ): ActivationAnswer {
+    this.engine.resume(row, located.step, caller.data, caller.user, events, { by: 'any' });
+    resumed.push(row);
+    return activated(row.id);
   }
 
   private async resumeAll(
@@ -403,8 +428,21 @@ export class ActivationService {
     };
   }
 
-  /** Evaluates the condition for one execution and resumes it if it holds; both are history. */
+  /** Evaluates the condition for one (locked) execution and resumes it if it holds; both are history. */
   private resumeIfCondition(
+    row: ExecutionRow,
+    step: CompiledCallback,
+    caller: Caller,
+    events: NewEvent[],
+    by: string,
+  ): boolean {
+    if (!this.passesCondition(row, step, caller, events, by)) return false;
+    this.engine.resume(row, step, caller.data, caller.user, events, { by });
+    return true;
+  }
+
+  /** Whether the condition holds for the execution; a call it ignores is in the execution's history. */
+  private passesCondition(
     row: ExecutionRow,
     step: CompiledCallback,
     caller: Caller,
@@ -431,7 +469,6 @@ export class ActivationService {
       );
       return false;
     }
-    this.engine.resume(row, step, data, user, events, { by });
     return true;
   }
 

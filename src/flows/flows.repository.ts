@@ -101,7 +101,7 @@ const RESUME_WAITING = `with callers as (
              where status = 'waiting' and waiting_trigger_id = ?
              order by waiting_since, id
              limit ?
-             for update skip locked) locked
+             for no key update skip locked) locked
   ),
   resumed as (
     update executions e
@@ -131,7 +131,15 @@ export interface ExecutionWrites {
   notify?: boolean;
 }
 
-/** The flows engine's SQL: claims, the waiting-set queries of activation, and history. */
+/**
+ * The flows engine's SQL: claims, the waiting-set queries of activation, and history.
+ *
+ * Executions are locked FOR NO KEY UPDATE, never FOR UPDATE: a transaction that wrote history for
+ * an execution it did not lock (a `any` call that found its condition false) takes a KEY SHARE lock
+ * on it at commit, for the deferred foreign key of `flow_events`. KEY SHARE conflicts with FOR
+ * UPDATE only, so that commit never waits for whoever holds the execution, and two such commits
+ * cannot deadlock on each other's rows.
+ */
 @Injectable()
 export class FlowsRepository {
   /**
@@ -161,7 +169,7 @@ export class FlowsRepository {
         where status = 'running' and run_at is not null and run_at <= ?
         order by run_at
         limit ?
-        for update skip locked`,
+        for no key update skip locked`,
       [now, limit],
     );
   }
@@ -173,7 +181,7 @@ export class FlowsRepository {
         where status = 'waiting' and waiting_deadline is not null and waiting_deadline <= ?
         order by waiting_deadline
         limit ?
-        for update skip locked`,
+        for no key update skip locked`,
       [now, limit],
     );
   }
@@ -211,21 +219,40 @@ export class FlowsRepository {
     return rows.map((row) => row.id);
   }
 
-  /** Up to `limit` executions waiting at the trigger, oldest first, skipping ones others hold. */
-  async lockWaitingAny(
-    em: EntityManager,
-    triggerId: string,
-    limit: number,
-    excluding: string[],
-  ): Promise<ExecutionRow[]> {
+  /** Up to `limit` executions waiting at the trigger, oldest first, read without a lock. */
+  async waitingAt(em: EntityManager, triggerId: string, limit: number, excluding: string[]): Promise<ExecutionRow[]> {
     return em.execute<ExecutionRow[]>(
       `select ${COLUMNS} from executions
         where status = 'waiting' and waiting_trigger_id = ? and not (id = any(?::uuid[]))
         order by waiting_since, id
-        limit ?
-        for update skip locked`,
+        limit ?`,
       [triggerId, `{${excluding.join(',')}}`, limit],
     );
+  }
+
+  /**
+   * The execution, locked, if it still waits at the trigger; else null and no lock. `wait: false`
+   * skips it when another transaction holds it; `wait: true` waits for that one and re-checks.
+   * Locking a row a concurrent activation updated (READ COMMITTED re-check) locks its newest
+   * version even when the re-check then drops it, so the attempt runs under a savepoint that is
+   * rolled back when no row comes back, which releases that lock.
+   */
+  async lockIfWaiting(
+    em: EntityManager,
+    id: string,
+    triggerId: string,
+    { wait }: { wait: boolean },
+  ): Promise<ExecutionRow | null> {
+    await em.execute('savepoint lock_if_waiting');
+    const [row] = await em.execute<ExecutionRow[]>(
+      `select ${COLUMNS} from executions
+        where id = ? and status = 'waiting' and waiting_trigger_id = ?
+        for no key update${wait ? '' : ' skip locked'}`,
+      [id, triggerId],
+    );
+    if (!row) await em.execute('rollback to savepoint lock_if_waiting');
+    await em.execute('release savepoint lock_if_waiting');
+    return row ?? null;
   }
 
   /**
@@ -255,7 +282,7 @@ export class FlowsRepository {
       `select ${COLUMNS} from executions
         where id = any(?::uuid[]) and status = 'waiting' and waiting_trigger_id = ?
         order by id
-        for update skip locked`,
+        for no key update skip locked`,
       [`{${ids.join(',')}}`, triggerId],
     );
     if (free.length === ids.length) {
@@ -266,21 +293,15 @@ export class FlowsRepository {
     await em.execute('release savepoint lock_waiting_all');
     const locked: ExecutionRow[] = [];
     for (const id of ids) {
-      await em.execute('savepoint lock_waiting_all_row');
-      const [row] = await em.execute<ExecutionRow[]>(
-        `select ${COLUMNS} from executions where id = ? and status = 'waiting' and waiting_trigger_id = ? for update`,
-        [id, triggerId],
-      );
+      const row = await this.lockIfWaiting(em, id, triggerId, { wait: true });
       if (row) locked.push(row);
-      else await em.execute('rollback to savepoint lock_waiting_all_row');
-      await em.execute('release savepoint lock_waiting_all_row');
     }
     return locked;
   }
 
   async lockById(em: EntityManager, tenantId: string, id: string): Promise<ExecutionRow | null> {
     const rows = await em.execute<ExecutionRow[]>(
-      `select ${COLUMNS} from executions where id = ? and tenant_id = ? for update`,
+      `select ${COLUMNS} from executions where id = ? and tenant_id = ? for no key update`,
       [id, tenantId],
     );
     return rows[0] ?? null;
@@ -290,7 +311,7 @@ export class FlowsRepository {
     const rows = await em.execute<ExecutionRow[]>(
       `select ${COLUMNS} from executions
         where id = ? and status = 'running' and awaiting_delivery_id = ?
-        for update`,
+        for no key update`,
       [executionId, deliveryId],
     );
     return rows[0] ?? null;
