@@ -135,7 +135,7 @@ export interface ExecutionWrites {
  * The flows engine's SQL: claims, the waiting-set queries of activation, and history.
  *
  * Executions are locked FOR NO KEY UPDATE, never FOR UPDATE: a transaction that wrote history for
- * an execution it did not lock (a `any` call that found its condition false) takes a KEY SHARE lock
+ * an execution it did not lock (an `any` call that found its condition false) takes a KEY SHARE lock
  * on it at commit, for the deferred foreign key of `flow_events`. KEY SHARE conflicts with FOR
  * UPDATE only, so that commit never waits for whoever holds the execution, and two such commits
  * cannot deadlock on each other's rows.
