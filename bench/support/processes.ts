@@ -2,18 +2,13 @@ import { type ChildProcess, spawn, type StdioOptions } from 'node:child_process'
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { npmStartNodeFlags } from './npm-start.js';
 import { freePort } from './ports.js';
 
 /** dist/ (this file runs from dist/bench/support). */
 export const DIST = resolve(import.meta.dirname, '../..');
 
-/**
- * The node flags of `npm start` (package.json's start script), so the service runs here exactly as
- * it is started in production.
- */
-const SERVICE_NODE_FLAGS: string[] = JSON.parse(readFileSync(resolve(DIST, '../package.json'), 'utf8'))
-  .scripts.start.split(/\s+/)
-  .filter((arg: string) => arg.startsWith('--'));
+const SERVICE_NODE_FLAGS = npmStartNodeFlags(resolve(DIST, '..'));
 
 export interface ServerProcess {
   baseUrl: string;
@@ -121,12 +116,21 @@ async function stop(child: ChildProcess): Promise<void> {
  */
 export function processCpuMs(pid: number): number | null {
   try {
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th, in ticks.
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    return statCpuMs(pid, false);
   } catch {
     return null;
   }
+}
+
+/**
+ * From /proc/<pid>/stat, in ms: utime + stime, and with `reaped` also cutime + cstime (the
+ * children it has waited for). They are the 12th to 15th fields after the parenthesised command
+ * name, in clock ticks.
+ */
+function statCpuMs(pid: number, reaped: boolean): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const ticks = fields.slice(11, reaped ? 15 : 13).reduce((sum, field) => sum + Number(field), 0);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** Resident set size of a process (VmRSS), in MB; null where /proc is missing or the process is gone. */
@@ -146,12 +150,9 @@ export function processRssMb(pid: number): number | null {
  */
 export function processTreeCpuMs(pid: number): number | null {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    // utime, stime, cutime, cstime: the 12th to 15th fields after the command name, in ticks.
-    const ticks = fields.slice(11, 15).reduce((sum, field) => sum + Number(field), 0);
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
     const childrenMs = children.reduce((sum, child) => sum + (processCpuMs(Number(child)) ?? 0), 0);
-    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND + childrenMs;
+    return statCpuMs(pid, true) + childrenMs;
   } catch {
     return null;
   }

@@ -261,7 +261,7 @@ export class FlowsRepository {
    * It must never hold the lock of an execution that is no longer waiting while it waits for
    * another row. Locking a row that a concurrent activation updated (READ COMMITTED re-check)
    * locks its newest version even when the re-check then drops it, and a delivery's outcome
-   * transaction locks several running executions in turn: a plain `FOR UPDATE` over the waiting
+   * transaction locks several running executions in turn: a plain blocking lock over the waiting
    * set deadlocked with it (test/flow-races.e2e-spec.ts). So: one SKIP LOCKED pass (never waits);
    * when it got every row of the set, done. Otherwise it releases them all and takes the rows one
    * by one in id order, waiting for each holder, each under a savepoint that is rolled back when

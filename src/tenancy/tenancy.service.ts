@@ -103,9 +103,9 @@ export class TenancyService {
     });
   }
 
-  /** For other modules: the application with its project and tenant, if it is in `tenantId`. */
   /**
-   * One query (a join of plain rows, no entities), asked on every flow start and cron firing;
+   * For other modules: the application with its project and tenant, if it is in `tenantId`. One
+   * query (a join of plain rows, no entities), asked on every flow start and cron firing;
    * concurrent asks for one application share it (sharedReads).
    */
   applicationContext(tenantId: string, applicationId: string): Promise<ApplicationContext | null> {

@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { npmStartNodeFlags } from '../../bench/support/npm-start.js';
 import { freePort } from '../../bench/support/ports.js';
 
 export { freePort };
@@ -9,10 +10,7 @@ export { freePort };
 // embedded database, stdout logging and the shutdown path only show up there.
 const ROOT = resolve(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'dist/src/main.js');
-/** The node flags of `npm start` (package.json's start script). */
-const NODE_FLAGS: string[] = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'))
-  .scripts.start.split(/\s+/)
-  .filter((arg: string) => arg.startsWith('--'));
+const NODE_FLAGS = npmStartNodeFlags(ROOT);
 
 export interface Exit {
   code: number | null;

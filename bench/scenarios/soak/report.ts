@@ -73,8 +73,6 @@ interface MinuteFigures {
   loadAverage: number;
 }
 
-type Thirds = [first: MinuteFigures[], middle: MinuteFigures[], last: MinuteFigures[]];
-
 /** The per-minute table, start against end, and the verdict with its rules, as markdown and rows. */
 export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ markdown: string; rows: BenchRow[] }> {
   const figures = await perMinute(fixture, run);
@@ -117,7 +115,6 @@ export async function soakReport(fixture: SoakFixture, run: SoakRun): Promise<{ 
 function judge(figures: MinuteFigures[], rows: BenchRow[]): string {
   const measured = figures.slice(WARMUP_MINUTES);
   const third = Math.floor(measured.length / 3);
-  const thirds: Thirds = [measured.slice(0, third), measured.slice(third, -third), measured.slice(-third)];
   const span = (part: MinuteFigures[]) => {
     const [from, to] = [figures.indexOf(part[0]) + 1, figures.indexOf(part.at(-1)!) + 1];
     return from === to ? `minute ${from}` : `minutes ${from}–${to}`;
@@ -129,7 +126,7 @@ function judge(figures: MinuteFigures[], rows: BenchRow[]): string {
     );
 
   if (third === 0) return `none: it needs at least ${WARMUP_MINUTES + 3} minutes (warm-up and three thirds).`;
-  const [first, middle, last] = thirds;
+  const [first, middle, last] = [measured.slice(0, third), measured.slice(third, -third), measured.slice(-third)];
   const versus = `${span(last)} vs ${span(first)}`;
 
   const latency = (name: string, pick: (minute: MinuteFigures) => number) => {
