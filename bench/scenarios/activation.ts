@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { activationUrl } from '../../src/flows/execution-engine.js';
 import { call, seedTenant } from '../support/api.js';
 import { count, cpuBetween, createBenchDatabase, databaseBackendsCpuMs } from '../support/database.js';
 import { burst, type BurstOptions, type BurstResult } from '../support/load.js';
@@ -339,8 +340,4 @@ async function touchAndReadRss(baseUrl: string, seed: Seeded): Promise<number> {
   const match = /^switchyard_process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(metrics);
   if (!match) throw new Error('switchyard_process_resident_memory_bytes is not in /metrics');
   return Number(match[1]) / (1024 * 1024);
-}
-
-function activationUrl(baseUrl: string, flowId: string, triggerId: string): string {
-  return `${baseUrl}/api/automation/flow/${flowId}/trigger/${triggerId}/activate`;
 }

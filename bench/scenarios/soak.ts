@@ -1,5 +1,6 @@
 import { loadavg } from 'node:os';
 import pg from 'pg';
+import { activationUrl } from '../../src/flows/execution-engine.js';
 import { call, registerBackends, type RegisteredBackend, seedTenant } from '../support/api.js';
 import { count, createBenchDatabase, serverCpuReader } from '../support/database.js';
 import { GcTrace } from '../support/gc-trace.js';
@@ -170,7 +171,8 @@ async function seed(
       { type: 'callback', name: 'Approve' },
     ],
   });
-  const activate = (step: number) => `/api/automation/flow/${flow.id}/trigger/${flow.steps[step].triggerId}/activate`;
+  // Paths, not URLs: the load generator puts the service's base URL in front.
+  const activate = (step: number) => activationUrl('', flow.id, flow.steps[step].triggerId);
   return {
     db,
     app,
